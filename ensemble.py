@@ -1,0 +1,43 @@
+"""Blend the folds of one or more experiments: prints the out-of-fold CV Jaccard and writes submission.csv."""
+
+import sys
+
+from foldnlp import cli
+
+
+def main(argv=None) -> int:
+    p = cli.parser(__doc__, with_config=False)
+    p.add_argument("--experiments", nargs="+", default=["outputs/default"],
+                   help="run folders (outputs/<experiment>) to blend; each one's folds are averaged first")
+    p.add_argument("--weights", type=float, nargs="+", help="one weight per experiment (default: equal)")
+    p.add_argument("--test-csv", help="default: the first experiment's data.test_csv")
+    p.add_argument("--sample-submission", help="default: sample_submission.csv beside the test CSV")
+    p.add_argument("--out", default="outputs/submission.csv", help="where to write the submission")
+    p.add_argument("--max-answer-chars", type=int, help="longest answer in characters (default: from the config)")
+    p.add_argument("--max-answer-words", type=int, help="longest answer in words (default: from the config)")
+    p.add_argument("--n-best", type=int,
+                   help="candidate answers per question written to <out>.nbest.csv (default: from the config; "
+                        "1 writes none)")
+
+    def run(args) -> int:
+        import dataclasses
+        from pathlib import Path
+
+        from foldnlp.steps.ensemble import ensemble, first_decode_config
+
+        decode = first_decode_config(Path(args.experiments[0]))
+        changes = {k: v for k, v in (("max_answer_chars", args.max_answer_chars),
+                                     ("max_answer_words", args.max_answer_words), ("n_best", args.n_best))
+                   if v is not None}
+        report = ensemble([Path(e) for e in args.experiments], weights=args.weights, test_csv=args.test_csv,
+                          sample_csv=args.sample_submission, out=Path(args.out),
+                          decode_cfg=dataclasses.replace(decode, **changes))
+        print(report)
+        print(f"wrote {args.out}")
+        return 0
+
+    return cli.run(run, p, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

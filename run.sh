@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One command for a fresh machine: set up .venv, then
+#   bash run.sh         the main job: folds → every fold trained → test inference → ensemble → outputs/submission.csv
+#   bash run.sh test    the test suite (fast tests; add pytest arguments after `test`, e.g. `bash run.sh test -m slow`)
+# CONFIG=configs/other.yaml bash run.sh   runs another experiment.
+set -euo pipefail
+cd "$(dirname "$0")"
+CONFIG=${CONFIG:-configs/default.yaml}
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# torch first and pinned: an unpinned torch would pull several GB of CUDA packages.
+.venv/bin/pip install --quiet --disable-pip-version-check torch==2.13.0
+.venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
+export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TOKENIZERS_PARALLELISM=false
+py=.venv/bin/python
+
+if [ "${1:-}" = "test" ]; then
+  shift
+  exec $py -m pytest -q "$@"
+fi
+
+start=$(date +%s)
+$py make_folds.py --config "$CONFIG"
+n_folds=$($py -c "from foldnlp.config import load_config; print(load_config('$CONFIG').folds.n_folds)")
+for fold in $(seq 0 $((n_folds - 1))); do
+  $py train_fold.py --config "$CONFIG" --fold "$fold" --overwrite
+done
+$py infer.py --config "$CONFIG"
+name=$($py -c "from foldnlp.config import load_config; c = load_config('$CONFIG'); print(f'{c.output_dir}/{c.name}')")
+$py ensemble.py --experiments "$name" --out outputs/submission.csv
+echo "main job done in $(( $(date +%s) - start )) s; submission: outputs/submission.csv"

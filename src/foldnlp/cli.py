@@ -1,0 +1,40 @@
+"""Plumbing shared by the root CLIs: the common flags, logging set-up, and user errors → exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable
+
+from foldnlp.config import ExperimentConfig, load_config
+from foldnlp.errors import InputError
+
+log = logging.getLogger("foldnlp")
+
+
+def parser(description: str, *, with_config: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    if with_config:
+        p.add_argument("--config", default="configs/default.yaml",
+                       help="experiment YAML file; its `name` decides the run folder outputs/<name>/")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, typed, e.g. --set train.lr=3e-5 (repeatable; unknown keys fail)")
+    p.add_argument("--quiet", action="store_true", help="only warnings and errors, no progress bars")
+    return p
+
+
+def config_from(args: argparse.Namespace) -> ExperimentConfig:
+    return load_config(args.config, args.overrides)
+
+
+def run(main: Callable[[argparse.Namespace], int], p: argparse.ArgumentParser, argv=None) -> int:
+    """Parse argv, set up logging, run main(args); a user error is printed in one line and exits with status 2."""
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
+    try:
+        return main(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

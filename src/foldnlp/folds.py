@@ -1,0 +1,87 @@
+"""Assign rows to cross-validation folds deterministically, never splitting a group (context) across folds."""
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
+from foldnlp.data import (check_not_blank, check_unique_ids, describe_id_differences, read_text_csv,
+                          require_columns, row_labels)
+from foldnlp.errors import InputError, format_rows
+
+_SOURCE = "fold assignment"
+
+
+def assign_folds(frame: pd.DataFrame, n_folds: int, seed: int, stratify_by: str | None = "language",
+                 group_by: str | None = "context") -> pd.DataFrame:
+    """Columns id, fold (0..n_folds-1) in the row order of frame; the same inputs always give the same folds."""
+    used = [c for c in ("id", stratify_by, group_by) if c is not None]
+    require_columns(frame, used, _SOURCE)
+    check_not_blank(frame, used, _SOURCE)
+    n_groups = frame[group_by].nunique() if group_by else len(frame)
+    if not 2 <= n_folds <= n_groups:
+        unit = f"distinct values of '{group_by}'" if group_by else "rows"
+        raise InputError(f"n_folds must be between 2 and the number of {unit} ({n_groups}); got {n_folds}")
+    splitter = _splitter(n_folds, seed, stratify=stratify_by is not None, group=group_by is not None)
+    y = frame[stratify_by].to_numpy() if stratify_by else None
+    groups = frame[group_by].to_numpy() if group_by else None
+    fold = np.full(len(frame), -1, dtype="int64")
+    try:
+        for k, (_, held_out) in enumerate(splitter.split(np.zeros((len(frame), 1)), y, groups)):
+            fold[held_out] = k
+    except ValueError as err:  # e.g. StratifiedKFold with every class smaller than n_folds
+        raise InputError(f"cannot split into {n_folds} folds by '{stratify_by}': {err}") from err
+    empty = sorted(set(range(n_folds)) - set(fold.tolist()))
+    if empty:
+        raise InputError(f"fold(s) {format_rows(empty)} got no rows; use fewer than {n_folds} folds")
+    return pd.DataFrame({"id": frame["id"].to_numpy(), "fold": fold})
+
+
+def read_folds(path, ids) -> pd.Series:
+    """Fold per id (index=id, in the order of ids) from a CSV with columns id, fold; its ids must equal ids."""
+    table = read_text_csv(path)
+    require_columns(table, ("id", "fold"), path)
+    check_not_blank(table, ["id"], path)
+    check_unique_ids(table, path)
+    bad = ~table["fold"].fillna("").str.fullmatch(r"\s*\d{1,9}\s*").to_numpy()
+    if bad.any():
+        raise InputError(f"{path}: column 'fold' must be a non-negative integer; bad in "
+                         f"{bad.sum()} row(s): {format_rows(row_labels(table, np.flatnonzero(bad)))}")
+    differences = describe_id_differences(ids, table["id"], "the data", str(path))
+    if differences:
+        raise InputError(f"{path}: fold file does not match the data ({differences}); "
+                         "regenerate it for this data set")
+    folds = pd.Series(table["fold"].str.strip().astype("int64").to_numpy(), index=table["id"].to_numpy(), name="fold")
+    return folds.reindex(list(ids)).rename_axis("id")
+
+
+def fold_summary(frame: pd.DataFrame, folds: pd.DataFrame, stratify_by: str | None,
+                 group_by: str | None = "context") -> str:
+    """Per fold: rows, distinct groups and per-stratum counts, plus a total line, as a printable table."""
+    assigned = frame["id"].map(folds.set_index("id")["fold"])
+    if assigned.isna().any():
+        missing = frame["id"][assigned.isna()].tolist()
+        raise InputError(f"{_SOURCE}: {len(missing)} id(s) have no fold: {format_rows(missing, 5)}")
+    assigned = assigned.astype("int64").rename("fold")
+    by_fold = frame.groupby(assigned)
+    table = pd.DataFrame({"rows": by_fold.size()})
+    total = {"rows": len(frame)}
+    if group_by:
+        table["groups"] = by_fold[group_by].nunique()
+        total["groups"] = frame[group_by].nunique()
+    if stratify_by:
+        counts = pd.crosstab(assigned, frame[stratify_by])
+        table = table.join(counts)
+        total.update(counts.sum())
+    table.index = table.index.astype(object)
+    table.loc["total"] = pd.Series(total)
+    return table.to_string()
+
+
+def _splitter(n_folds: int, seed: int, *, stratify: bool, group: bool):
+    if stratify and group:
+        return StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
+    if group:
+        return GroupKFold(n_folds, shuffle=True, random_state=seed)
+    if stratify:
+        return StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+    return KFold(n_folds, shuffle=True, random_state=seed)

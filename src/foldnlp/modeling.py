@@ -1,0 +1,43 @@
+"""Backbone + task head from a local folder (or the bundled default), with the dropout and freezing settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers 5 prints a bar on every load
+
+import transformers  # noqa: E402
+from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer  # noqa: E402
+
+from foldnlp.config import ModelConfig  # noqa: E402
+from foldnlp.pretrained import resolve_model_path  # noqa: E402
+
+transformers.logging.set_verbosity_error()
+log = logging.getLogger(__name__)
+
+_HEADS = {"qa": AutoModelForQuestionAnswering}
+
+
+def load_tokenizer(path: str):
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(path))
+    if not tokenizer.is_fast:
+        raise ValueError(f"{path}: a fast tokenizer is needed for character offsets")
+    return tokenizer
+
+
+def load_model(task: str, path: str, cfg: ModelConfig | None = None):
+    """The backbone at `path` with the task's head. With cfg (training), apply dropout and freezing settings;
+    without (inference from a saved checkpoint), load the folder exactly as saved."""
+    folder = resolve_model_path(path)
+    config = AutoConfig.from_pretrained(folder)
+    if cfg is not None and cfg.dropout is not None:
+        for name in [k for k in config.to_dict() if k.endswith("dropout") or k.endswith("dropout_prob")]:
+            setattr(config, name, cfg.dropout)
+    model = _HEADS[task].from_pretrained(folder, config=config)
+    if cfg is not None and cfg.freeze_word_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("loaded %s (%s head): %.1fM parameters, %.1fM trainable", folder, task,
+             sum(p.numel() for p in model.parameters()) / 1e6, trainable / 1e6)
+    return model

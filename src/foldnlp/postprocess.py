@@ -1,0 +1,144 @@
+"""Clean predicted QA answers: trim edge punctuation, keeping abbreviation dots and brackets that have a partner."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+# Characters trimmed from either edge of an answer. Chaii truths rarely carry edge punctuation, while spans cut at
+# token boundaries often drag in the sentence's punctuation (Hindi danda '।' and '॥' included), and Jaccard
+# splits only on whitespace, so 'भारत।' would not match 'भारत'. Zero-width space and BOM are invisible junk.
+EDGE_PUNCTUATION = frozenset(
+    ".,:;!?'\"()[]{}।॥-–—‘’“”«»…`´‐‑‒―/\\|*•·\u200b\ufeff"
+)
+
+# Bracket-like pairs: an edge one is trimmed only when nothing inside the answer pairs with it (see _partners).
+# Straight quotes are their own partner.
+PAIRS = {"(": ")", "[": "]", "{": "}", "“": "”", "‘": "’", "«": "»", '"': '"', "'": "'"}
+_OPENER_OF = {close: open_ for open_, close in PAIRS.items()}
+
+# Undotted abbreviations that keep their final '.' (compared case-folded). Single letters/aksharas ('A.', 'ई.',
+# 'डॉ.') and dotted forms ('U.S.', 'ई.पू.', 'கி.மு.') are recognised by shape instead; see _keeps_final_dot.
+ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "vs", "etc", "co", "ltd", "inc", "mt", "ft", "lt", "col",
+     "gen", "capt", "rev", "hon", "திரு"}
+)
+
+# Each piece of a dotted abbreviation ('ई.पू' -> 'ई', 'पू') is a short letter group; longer pieces ('3.5', 'x.com')
+# make it a number or a name whose final dot ends the sentence.
+_MAX_PIECE_AKSHARAS = 3
+_VIRAMA = 9  # canonical combining class of viramas (Devanagari '्', Tamil '்'): they glue consonants into one akshara
+_JOINERS = "\u200c\u200d"  # ZWNJ/ZWJ: shape conjuncts inside an akshara, never start one
+_DOT_BREAK = re.compile(r"\.(?:\s|$)")  # a '.' that could end a sentence
+
+
+def clean_answer(text: str, context: str | None = None) -> str:
+    """Trim edge whitespace and EDGE_PUNCTUATION until nothing changes (so cleaning is idempotent).
+
+    Rules, applied at each edge:
+    - a bracket or quote pair enclosing the whole answer is removed: '(1983)' -> '1983';
+    - an edge bracket/quote is removed only if unpaired inside the answer: 'मराठी (भाषा)' is kept whole;
+    - a final '.' stays when the last word is an abbreviation (_keeps_final_dot): 'ई.पू.', 'डॉ.', 'U.S.', 'St.';
+    - with the context, a final '.' after a letter also stays if the context ends its sentences with the danda:
+      there '.' marks abbreviations, not sentence ends.
+    Only edge punctuation/whitespace is ever removed, so an answer with any other character never becomes empty.
+    """
+    danda_text = context is not None and _ends_sentences_with_danda(context)
+    while True:
+        cleaned = _trim_once(text, danda_text)
+        if cleaned == text:
+            return text
+        text = cleaned
+
+
+def clean_answers(texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[str]:
+    """clean_answer over many answers, each with its own context when given."""
+    if contexts is None:
+        return [clean_answer(t) for t in texts]
+    if len(contexts) != len(texts):
+        raise ValueError(f"{len(texts)} answers but {len(contexts)} contexts")
+    return [clean_answer(t, c) for t, c in zip(texts, contexts)]
+
+
+def _trim_once(text: str, danda_text: bool) -> str:
+    """One pass: strip whitespace, then at most one character (or one enclosing pair) from each edge."""
+    text = text.strip()
+    if len(text) < 2:
+        return "" if text in EDGE_PUNCTUATION else text
+    partners = _partners(text)
+    last = len(text) - 1
+    if partners.get(0) == last:
+        return text[1:-1]
+    lo = 1 if text[0] in EDGE_PUNCTUATION and 0 not in partners else 0
+    hi = last if text[-1] in EDGE_PUNCTUATION and last not in partners else last + 1
+    if hi == last and text[-1] == "." and _keeps_final_dot(text, danda_text):
+        hi = last + 1
+    return text[lo:hi]
+
+
+def _partners(text: str) -> dict[int, int]:
+    """Position -> position of its partner, for every bracket/quote paired inside text (both directions).
+
+    Each pair type nests on its own stack; a quote between two letters is an apostrophe ("Rama's") and is skipped.
+    """
+    stacks: dict[str, list[int]] = {}
+    partners: dict[int, int] = {}
+    for i, ch in enumerate(text):
+        if ch not in PAIRS and ch not in _OPENER_OF or _is_apostrophe(text, i):
+            continue
+        opener = ch if ch in PAIRS else _OPENER_OF[ch]
+        stack = stacks.setdefault(opener, [])
+        if ch in _OPENER_OF and stack:  # a closer (or a straight quote while one is open) pairs with the last opener
+            j = stack.pop()
+            partners[i], partners[j] = j, i
+        elif ch in PAIRS:
+            stack.append(i)
+    return partners
+
+
+def _is_apostrophe(text: str, i: int) -> bool:
+    return text[i] in "'’" and 0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha()
+
+
+def _keeps_final_dot(text: str, danda_text: bool) -> bool:
+    """Whether text's final '.' belongs to its last word (an abbreviation) rather than ending a sentence.
+
+    The body (last word minus the dot) is a known abbreviation ('St', 'Dr'), a single letter or akshara ('A',
+    'ई', 'डॉ'), or dotted short letter groups ('U.S', 'ई.पू', 'கி.மு'). Numbers never qualify: '1983.' -> '1983'.
+    """
+    body = text.split()[-1][:-1]
+    if not body:
+        return False
+    if body.casefold() in ABBREVIATIONS:
+        return True
+    if danda_text and (body[-1].isalpha() or unicodedata.category(body[-1]).startswith("M")):
+        return True
+    pieces = [_count_aksharas(p) for p in body.split(".")]
+    if len(pieces) == 1:
+        return pieces[0] == 1
+    return all(n is not None and 1 <= n <= _MAX_PIECE_AKSHARAS for n in pieces)
+
+
+def _count_aksharas(word: str) -> int | None:
+    """Number of aksharas (a letter with its marks; virama-joined consonants count once); None if not all letters."""
+    count, joined = 0, False
+    for ch in word:
+        category = unicodedata.category(ch)
+        if ch in _JOINERS:
+            continue
+        if category.startswith("M"):
+            if count == 0:
+                return None
+            joined = unicodedata.combining(ch) == _VIRAMA
+        elif category.startswith("L"):
+            count += not joined
+            joined = False
+        else:
+            return None
+    return count
+
+
+def _ends_sentences_with_danda(context: str) -> bool:
+    """True when the danda outnumbers '. ' (dot then whitespace): the context's sentences end with '।'."""
+    return context.count("।") > len(_DOT_BREAK.findall(context))

@@ -1,0 +1,90 @@
+"""Run every trained fold of an experiment on the test set and write per-fold character scores and answers."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from foldnlp import artifacts
+from foldnlp.config import ExperimentConfig, FeaturesConfig, load_config
+from foldnlp.data import check_ids_match_sample, read_qa_csv, read_sample_submission
+from foldnlp.errors import InputError
+from foldnlp.inference import predict
+from foldnlp.modeling import load_model, load_tokenizer
+from foldnlp.precision import resolve_precision
+from foldnlp.tasks.qa import task
+
+log = logging.getLogger(__name__)
+
+
+def sample_submission_path(test_csv: str | Path, configured: str | None) -> Path:
+    """The configured sample submission, else sample_submission.csv beside the test CSV."""
+    return Path(configured) if configured else Path(test_csv).with_name("sample_submission.csv")
+
+
+def read_test(test_csv: str | Path, sample_csv: str | Path) -> pd.DataFrame:
+    """The test rows, checked against the sample submission's ids."""
+    test = read_qa_csv(test_csv, with_answers=False)
+    check_ids_match_sample(test, read_sample_submission(sample_csv), test_csv, sample_csv)
+    return test
+
+
+def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | None, sample_csv: str | None,
+          feature_overrides: dict, batch_size: int | None, precision: str | None, progress: bool = True) -> list[int]:
+    """Predict the test set with each fold's best checkpoint of the run in run_dir; returns the folds done.
+
+    feature_overrides: FeaturesConfig fields (max_len, doc_stride, max_context_words) replacing training values.
+    """
+    paths = artifacts.RunPaths(run_dir)
+    run_cfg = load_run_config(paths)
+    folds = folds if folds is not None else paths.trained_folds()
+    if not folds:
+        raise InputError(f"{run_dir} has no trained fold (no fold*/metrics.json): run train_fold.py first")
+    test_csv = test_csv or run_cfg.data.test_csv
+    test = read_test(test_csv, sample_csv or sample_submission_path(test_csv, run_cfg.data.sample_submission_csv))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision(precision or run_cfg.inference.precision, device)
+    batch_size = batch_size or run_cfg.inference.batch_size
+    features_cache: dict[str, object] = {}
+    for fold in folds:
+        model_dir = paths.model_dir(fold)
+        if not (model_dir / "model.safetensors").is_file():
+            raise InputError(f"fold {fold}: no checkpoint at {model_dir}/model.safetensors")
+        fold_cfg = load_config(model_dir / artifacts.CONFIG_BESIDE_WEIGHTS)
+        features_cfg = dataclasses.replace(fold_cfg.features, **feature_overrides)
+        tokenizer = load_tokenizer(str(model_dir))
+        key = _features_key(model_dir, features_cfg)
+        if key not in features_cache:
+            features_cache[key] = task.make_features(tokenizer, test, features_cfg, with_labels=False)
+        features = features_cache[key]
+        model = load_model(fold_cfg.task, str(model_dir)).to(device)
+        started = time.perf_counter()
+        outputs = predict(model, features.input_ids, pad_id=tokenizer.pad_token_id, batch_size=batch_size,
+                          precision=precision, output_names=task.OUTPUT_NAMES, desc=f"fold {fold}", progress=progress)
+        seconds = time.perf_counter() - started
+        scores = task.char_scores(test, features, outputs)
+        artifacts.save_char_scores(paths.test_scores(fold), scores)
+        answers = task.decode(test, scores, fold_cfg.decode)
+        artifacts.atomic_write_csv(paths.test_predictions(fold), pd.DataFrame({"id": scores.ids, "prediction": answers}))
+        log.info("fold %d: %d windows of %d examples in %.1f s (%.1f windows/s, %s, max_len %d, stride %d); wrote %s",
+                 fold, len(features), len(test), seconds, len(features) / seconds, precision, features_cfg.max_len,
+                 features_cfg.doc_stride, paths.test_scores(fold))
+    return folds
+
+
+def load_run_config(paths: artifacts.RunPaths) -> ExperimentConfig:
+    if not paths.config.is_file():
+        raise InputError(f"{paths.root} is not a trained run (no {paths.config.name}): run train_fold.py first")
+    return load_config(paths.config)
+
+
+def _features_key(model_dir: Path, cfg: FeaturesConfig) -> str:
+    """Folds with byte-identical tokenizers and the same settings share one tokenization of the test set."""
+    tokenizer_bytes = (model_dir / "tokenizer.json").read_bytes() if (model_dir / "tokenizer.json").is_file() else b""
+    return hashlib.sha1(tokenizer_bytes + repr(cfg).encode()).hexdigest()

@@ -1,0 +1,130 @@
+"""Train one fold: split by the fold file, fit, keep the best checkpoint, write out-of-fold outputs and metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+from accelerate.utils import set_seed
+
+from foldnlp import artifacts
+from foldnlp.config import ExperimentConfig, dump_yaml, to_dict
+from foldnlp.data import read_qa_csv, read_squad_json
+from foldnlp.errors import InputError
+from foldnlp.folds import read_folds
+from foldnlp.inference import predict
+from foldnlp.modeling import load_model, load_tokenizer
+from foldnlp.tasks.qa import task
+from foldnlp.tracking import Tracker
+from foldnlp.training import Evaluation, fit, make_accelerator
+
+log = logging.getLogger(__name__)
+
+
+def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, progress: bool = True) -> dict:
+    """Train fold `fold` of experiment cfg; returns the metrics written to fold<k>/metrics.json."""
+    paths = artifacts.RunPaths.of(cfg.output_dir, cfg.name)
+    if paths.metrics(fold).is_file() and not overwrite:
+        raise InputError(f"fold {fold} of {paths.root} already finished ({paths.metrics(fold)}); "
+                         "pass --overwrite to train it again")
+    train, valid = split_fold(cfg, fold)
+    train = pd.concat([train, external_rows(cfg, exclude_ids=set(valid["id"]) | test_ids(cfg))], ignore_index=True)
+    log.info("fold %d: %d training rows (languages: %s), %d validation rows", fold, len(train),
+             train["language"].value_counts().to_dict(), len(valid))
+
+    seed = cfg.train.seed + fold
+    set_seed(seed)
+    tokenizer = load_tokenizer(cfg.model.name_or_path)
+    train_windows = task.training_set(task.make_features(tokenizer, train, cfg.features, with_labels=True))
+    valid_features = task.make_features(tokenizer, valid, cfg.features, with_labels=False)
+    model = load_model(cfg.task, cfg.model.name_or_path, cfg.model)
+    accelerator = make_accelerator(cfg.train)
+    artifacts.atomic_write_text(paths.config, dump_yaml(cfg))
+
+    def evaluate(model) -> Evaluation:
+        outputs = predict(model, valid_features.input_ids, pad_id=tokenizer.pad_token_id,
+                          batch_size=cfg.train.eval_batch_size, precision=_precision(accelerator),
+                          output_names=task.OUTPUT_NAMES, desc="eval", progress=progress)
+        scores = task.char_scores(valid, valid_features, outputs)
+        predictions = task.decode(valid, scores, cfg.decode)
+        return Evaluation(task.score(predictions, valid["answer_text"]), (scores, predictions))
+
+    def save_best(model, evaluation: Evaluation) -> None:
+        save_checkpoint(paths.model_dir(fold), model, tokenizer, cfg)
+
+    tracker = Tracker(cfg.tracking.wandb, cfg.tracking.project, cfg.name, fold, to_dict(cfg), paths.fold_dir(fold))
+    started = time.perf_counter()
+    result = fit(model, train_windows, cfg.train, accelerator=accelerator, pad_id=tokenizer.pad_token_id,
+                 loss_fn=task.make_loss(cfg.train), evaluate=evaluate, save_best=save_best,
+                 head_prefixes=task.HEAD_PREFIXES, seed=seed, metric_name=task.METRIC, log_metrics=tracker.log)
+    metrics = {"fold": fold, task.METRIC: result.best_score, "best_step": result.best_step,
+               "stopped_early": result.stopped_early, "train_seconds": round(time.perf_counter() - started, 1),
+               "train_rows": len(train), "valid_rows": len(valid), "history": result.history}
+    write_oof(paths, fold, valid, *result.best_payload)
+    artifacts.atomic_write_json(paths.metrics(fold), metrics)  # written last: marks the fold as finished
+    tracker.finish({f"best_{task.METRIC}": result.best_score, "best_step": result.best_step})
+    log.info("fold %d: best %s %.4f at step %d; outputs in %s", fold, task.METRIC, result.best_score,
+             result.best_step, paths.fold_dir(fold))
+    return metrics
+
+
+def split_fold(cfg: ExperimentConfig, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, validation rows) of one fold; train.max_train_examples caps the training rows."""
+    frame = read_qa_csv(cfg.data.train_csv, with_answers=True)
+    fold_path = artifacts.fold_file(cfg.folds.folds_dir, cfg.folds.scheme)
+    if not fold_path.is_file():
+        raise InputError(f"fold file {fold_path} does not exist: run `python make_folds.py` with this config first")
+    folds = read_folds(fold_path, frame["id"])
+    if fold not in set(folds):
+        raise InputError(f"--fold {fold}: {fold_path} has folds {sorted(set(folds))}")
+    is_valid = (frame["id"].map(folds) == fold).to_numpy()
+    train = frame[~is_valid].reset_index(drop=True)
+    if cfg.data.max_train_examples is not None:
+        train = train.head(cfg.data.max_train_examples)
+    return train, frame[is_valid].reset_index(drop=True)
+
+
+def external_rows(cfg: ExperimentConfig, exclude_ids: set[str]) -> pd.DataFrame:
+    """External SQuAD-format data for training; rows sharing an id with a held-out question (translations of the
+    validation or test questions, as in XQuAD) are dropped so that nothing of them leaks into training."""
+    frames = []
+    for entry in cfg.data.external_squad:
+        language, sep, path = entry.partition(":")
+        if not sep:
+            raise InputError(f"data.external_squad entry {entry!r}: expected language:path, e.g. english:input/x.json")
+        rows = read_squad_json(path, language)
+        kept = rows[~rows["id"].isin(exclude_ids)]
+        log.info("external %s: %d rows, %d kept (%d share an id with held-out rows)", path, len(rows), len(kept),
+                 len(rows) - len(kept))
+        frames.append(kept)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def test_ids(cfg: ExperimentConfig) -> set[str]:
+    test_csv = Path(cfg.data.test_csv)
+    return set(read_qa_csv(test_csv, with_answers=False)["id"]) if test_csv.is_file() else set()
+
+
+def save_checkpoint(model_dir: Path, model, tokenizer, cfg: ExperimentConfig) -> None:
+    """Weights (safetensors), tokenizer, model config and the resolved experiment config, swapped in atomically."""
+
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / artifacts.CONFIG_BESIDE_WEIGHTS).write_text(dump_yaml(cfg), encoding="utf-8")
+
+    artifacts.atomic_write_dir(model_dir, fill)
+
+
+def write_oof(paths: artifacts.RunPaths, fold: int, valid: pd.DataFrame, scores, predictions) -> None:
+    artifacts.save_char_scores(paths.oof_scores(fold), scores)
+    truths = valid.set_index("id").loc[list(scores.ids), "answer_text"].tolist()
+    artifacts.atomic_write_csv(paths.oof_predictions(fold),
+                               pd.DataFrame({"id": scores.ids, "prediction": predictions, "answer_text": truths}))
+
+
+def _precision(accelerator) -> str:
+    return {"no": "fp32"}.get(accelerator.mixed_precision, accelerator.mixed_precision)
+

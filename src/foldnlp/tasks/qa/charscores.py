@@ -1,0 +1,118 @@
+"""Tokenizer-independent QA outputs: start/end log-probabilities over each context's characters.
+
+Every character takes the score of the token that covers it; where windows overlap, a character keeps the max.
+Scores are normalised per example (log-softmax over the example's distinct context tokens, across all of its
+windows), so models with different tokenizers, and different folds, can be averaged character by character.
+Characters no window covered (truncated contexts, or spaces no token claims) hold NO_SCORE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Log-probability of a character no token covered: exp(-1e4) is 0 in any dtype, and -1e4 fits float16.
+NO_SCORE = -1.0e4
+
+
+@dataclass(frozen=True)
+class CharScores:
+    """Start/end scores of many examples, stored flat (CSR style) to stay compact on disk.
+
+    ids:     (n,) example ids, in the order of the examples.
+    offsets: (n + 1,) int64; example i owns flat positions offsets[i]:offsets[i + 1], one per context character.
+    start:   (offsets[-1],) float16 log-probabilities that the answer starts at that character.
+    end:     (offsets[-1],) float16 log-probabilities that the answer ends at (includes) that character.
+    """
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+    def __post_init__(self):
+        n = len(self.ids)
+        assert self.offsets.shape == (n + 1,), (self.offsets.shape, n)
+        assert self.start.shape == self.end.shape == (int(self.offsets[-1]),), (self.start.shape, self.end.shape)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def example(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) score arrays of example i, each of length len(context_i)."""
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.start[lo:hi], self.end[lo:hi]
+
+    @classmethod
+    def from_lists(cls, ids, starts: list[np.ndarray], ends: list[np.ndarray]) -> "CharScores":
+        """Pack per-example arrays (in the order of ids) into one CharScores."""
+        lengths = np.array([len(s) for s in starts], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        flat = lambda arrays: (np.concatenate(arrays) if arrays else np.zeros(0)).astype(np.float16)  # noqa: E731
+        return cls(np.asarray(ids, dtype=object).astype(str), offsets, flat(starts), flat(ends))
+
+
+def window_logits_to_char_scores(ids, context_lengths, example_index: np.ndarray, context_offsets: list[np.ndarray],
+                                 start_logits: list[np.ndarray], end_logits: list[np.ndarray]) -> CharScores:
+    """Map per-window token logits of many examples onto their contexts' characters.
+
+    ids, context_lengths: one entry per example (characters of the context the windows were built on).
+    example_index (n_windows,), context_offsets[w] (n_tokens, 2) with -1 for non-context tokens,
+    start_logits[w] / end_logits[w] (n_tokens,): as produced by features.build_features and inference.predict.
+    """
+    windows_of = _group_windows(example_index, len(ids))
+    starts, ends = [], []
+    for i, windows in enumerate(windows_of):
+        offsets, s_logits, e_logits = [], [], []
+        for w in windows:
+            is_context = context_offsets[w][:, 0] >= 0
+            offsets.append(context_offsets[w][is_context])
+            s_logits.append(start_logits[w][is_context])
+            e_logits.append(end_logits[w][is_context])
+        offsets = np.concatenate(offsets) if offsets else np.zeros((0, 2), np.int64)
+        starts.append(example_char_scores(int(context_lengths[i]), offsets, np.concatenate(s_logits or [[]])))
+        ends.append(example_char_scores(int(context_lengths[i]), offsets, np.concatenate(e_logits or [[]])))
+    return CharScores.from_lists(ids, starts, ends)
+
+
+def _group_windows(example_index: np.ndarray, n_examples: int) -> list[np.ndarray]:
+    """Window indices of each example, in window order."""
+    order = np.argsort(example_index, kind="stable")
+    bounds = np.searchsorted(example_index[order], np.arange(n_examples + 1))
+    return [order[bounds[i] : bounds[i + 1]] for i in range(n_examples)]
+
+
+def example_char_scores(n_chars: int, offsets: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """(n_chars,) float32 log-probabilities for one example from its context tokens over all windows.
+
+    offsets (m, 2) and logits (m,) list context tokens window after window; a token seen in two overlapping
+    windows keeps its larger logit. The softmax runs over the example's distinct tokens (all windows together,
+    as one distribution), then every character of a token takes the token's log-probability.
+    """
+    scores = np.full(n_chars, NO_SCORE, dtype=np.float32)
+    has_chars = offsets[:, 1] > offsets[:, 0]  # zero-width tokens cover no character: they cannot be answers
+    offsets, logits = offsets[has_chars], np.asarray(logits, dtype=np.float64)[has_chars]
+    if len(offsets) == 0:
+        return scores
+    key = offsets[:, 0] * (n_chars + 1) + offsets[:, 1]
+    distinct, inverse = np.unique(key, return_inverse=True)
+    token_logit = np.full(len(distinct), -np.inf)
+    np.maximum.at(token_logit, inverse, logits)
+    top = token_logit.max()
+    log_prob = token_logit - (top + np.log(np.exp(token_logit - top).sum()))
+    tok_start, tok_end = distinct // (n_chars + 1), distinct % (n_chars + 1)
+    widths = tok_end - tok_start
+    # Character positions of every token, concatenated: tok_start repeated, plus 0..width-1 within each token.
+    within = np.arange(widths.sum()) - np.repeat(np.cumsum(widths) - widths, widths)
+    scores[np.repeat(tok_start, widths) + within] = np.repeat(log_prob, widths)
+    return scores
+
+
+def concat_char_scores(parts: list[CharScores]) -> CharScores:
+    """Join the scores of disjoint example sets (e.g. the out-of-fold outputs of every fold) into one."""
+    sizes = [int(p.offsets[-1]) for p in parts]
+    shifts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    offsets = np.concatenate([[0]] + [p.offsets[1:] + shift for p, shift in zip(parts, shifts)]).astype(np.int64)
+    return CharScores(np.concatenate([p.ids for p in parts]), offsets,
+                      np.concatenate([p.start for p in parts]), np.concatenate([p.end for p in parts]))

@@ -1,0 +1,34 @@
+"""Experiment tracking: wandb behind a small interface; offline by default, one run per fold grouped by experiment."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class Tracker:
+    """Logs metrics of one fold's training. mode 'disabled' makes every call a no-op without importing wandb."""
+
+    def __init__(self, mode: str, project: str, experiment: str, fold: int, config: dict, run_dir: Path):
+        self._run = None
+        if mode == "disabled":
+            return
+        import wandb  # imported lazily: it is slow to import and unneeded when tracking is off
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._run = wandb.init(mode=mode, project=project, group=experiment, job_type=f"fold{fold}",
+                               name=f"{experiment}-fold{fold}", config=config, dir=str(run_dir), reinit="finish_previous")
+        log.info("wandb %s run %s in %s", mode, self._run.name, run_dir / "wandb")
+
+    def log(self, metrics: dict, step: int) -> None:
+        if self._run is not None:
+            self._run.log(metrics, step=step)
+
+    def finish(self, summary: dict) -> None:
+        if self._run is not None:
+            self._run.summary.update(summary)
+            self._run.finish()

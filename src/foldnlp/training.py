@@ -1,0 +1,169 @@
+"""fit(): a plain training loop on accelerate, with evaluations within epochs and best-checkpoint keeping."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from foldnlp.config import TrainConfig
+from foldnlp.inference import pad_batch
+from foldnlp.precision import resolve_precision
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingSet:
+    """Training windows: unpadded token ids, per-window targets, and which windows are negatives (no answer)."""
+
+    input_ids: list[np.ndarray]
+    targets: dict[str, np.ndarray]  # name -> (n_windows, ...) passed to the loss, e.g. start/end positions
+    is_negative: np.ndarray  # (n_windows,) bool: subsampled to train.negative_fraction each epoch
+
+
+@dataclass
+class Evaluation:
+    score: float
+    payload: Any = None  # what the caller keeps for the best evaluation (e.g. out-of-fold predictions)
+
+
+@dataclass
+class FitResult:
+    best_score: float = -math.inf
+    best_step: int = 0
+    best_payload: Any = None
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)
+
+
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision(cfg.precision, device)
+    return Accelerator(mixed_precision="no" if precision == "fp32" else precision,
+                       gradient_accumulation_steps=cfg.grad_accum_steps, cpu=device.type == "cpu")
+
+
+def epoch_batches(data: TrainingSet, cfg: TrainConfig, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch's batches: every answer window plus a fresh sample of negatives, grouped by length.
+
+    Windows are shuffled, cut into chunks of 50 batches, each chunk sorted by length and split into batches whose
+    order is shuffled again: batches hold similar lengths (little padding) while the order stays random.
+    """
+    positives = np.flatnonzero(~data.is_negative)
+    negatives = np.flatnonzero(data.is_negative)
+    keep = rng.choice(negatives, size=round(cfg.negative_fraction * len(negatives)), replace=False)
+    chosen = rng.permutation(np.concatenate([positives, keep]))
+    lengths = np.array([len(data.input_ids[i]) for i in chosen])
+    chunk = 50 * cfg.batch_size
+    batches = []
+    for lo in range(0, len(chosen), chunk):
+        part = chosen[lo : lo + chunk][np.argsort(-lengths[lo : lo + chunk], kind="stable")]
+        batches.extend(part[i : i + cfg.batch_size] for i in range(0, len(part), cfg.batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def param_groups(model: torch.nn.Module, cfg: TrainConfig, head_prefixes: tuple[str, ...]) -> list[dict]:
+    """AdamW groups: the fresh head at head_lr; no weight decay on biases and norm weights (1-D tensors)."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            key = (name.startswith(head_prefixes), param.ndim >= 2)
+            groups.setdefault(key, []).append(param)
+    return [{"params": params, "lr": cfg.head_lr if is_head else cfg.lr,
+             "weight_decay": cfg.weight_decay if decays else 0.0}
+            for (is_head, decays), params in groups.items()]
+
+
+def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator, pad_id: int,
+        loss_fn: Callable[[Any, dict], torch.Tensor], evaluate: Callable[[Any], Evaluation],
+        save_best: Callable[[Any, Evaluation], None], head_prefixes: tuple[str, ...], seed: int,
+        metric_name: str = "score", log_metrics: Callable[[dict, int], None] = lambda m, s: None) -> FitResult:
+    """Train `model` on `data`; evaluate `evals_per_epoch` times per epoch; keep the best by evaluate().score.
+
+    loss_fn(model_outputs, batch) -> scalar loss; batch holds input_ids, attention_mask and the targets.
+    save_best(unwrapped_model, evaluation) runs for every new best; the best payload is returned.
+    """
+    rng = np.random.default_rng(seed)
+    steps_per_epoch = math.ceil(len(epoch_batches(data, cfg, np.random.default_rng(seed))) / cfg.grad_accum_steps)
+    total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    eval_every = max(1, round(steps_per_epoch / cfg.evals_per_epoch))
+    optimizer = torch.optim.AdamW(param_groups(model, cfg, head_prefixes), lr=cfg.lr)
+    scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=round(cfg.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    log.info("training %d windows (%d with the answer), %d steps (%d per epoch), evaluating every %d steps, %s",
+             len(data.input_ids), int((~data.is_negative).sum()), total_steps, steps_per_epoch, eval_every,
+             accelerator.mixed_precision)
+    result, step, since_best, loss_avg = FitResult(), 0, 0, None
+    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not accelerator.is_local_main_process)
+    started = time.perf_counter()
+    model.train()
+    while step < total_steps:
+        batches = epoch_batches(data, cfg, rng)[accelerator.process_index :: accelerator.num_processes]
+        for batch_idx in batches:
+            batch = _collate(data, batch_idx, pad_id, accelerator.device)
+            with accelerator.accumulate(model):
+                outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                loss = loss_fn(outputs, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            step += 1
+            loss_avg = loss.item() if loss_avg is None else 0.9 * loss_avg + 0.1 * loss.item()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_avg:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            log_metrics({"train/loss": loss_avg, "train/lr": scheduler.get_last_lr()[0]}, step)
+            if step % eval_every == 0 or step == total_steps:
+                since_best = _evaluate_and_keep(model, accelerator, evaluate, save_best, result, step,
+                                                steps_per_epoch, since_best, metric_name, started, log_metrics)
+                model.train()
+                if cfg.patience and since_best >= cfg.patience:
+                    log.info("early stop: %d evaluations without a new best", since_best)
+                    result.stopped_early = True
+                    bar.close()
+                    return result
+            if step >= total_steps:
+                break
+    bar.close()
+    return result
+
+
+def _collate(data: TrainingSet, batch_idx: np.ndarray, pad_id: int, device) -> dict[str, torch.Tensor]:
+    batch = pad_batch([data.input_ids[i] for i in batch_idx], pad_id)
+    batch.update({name: torch.from_numpy(values[batch_idx]) for name, values in data.targets.items()})
+    batch["is_negative"] = torch.from_numpy(data.is_negative[batch_idx])
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _evaluate_and_keep(model, accelerator, evaluate, save_best, result: FitResult, step: int, steps_per_epoch: int,
+                       since_best: int, metric_name: str, started: float, log_metrics) -> int:
+    """Evaluate, save on a new best, log the outcome; returns the count of evaluations without improvement."""
+    unwrapped = accelerator.unwrap_model(model)
+    evaluation = evaluate(unwrapped)
+    score, epoch = evaluation.score, step / steps_per_epoch
+    improved = score > result.best_score
+    result.history.append({"step": step, "epoch": round(epoch, 3), metric_name: score,
+                           "elapsed_s": round(time.perf_counter() - started, 1)})
+    log_metrics({f"valid/{metric_name}": score, "epoch": epoch}, step)
+    if improved:
+        previous = "" if result.best_score == -math.inf else f"{result.best_score:.4f} → "
+        save_best(unwrapped, evaluation)
+        result.best_score, result.best_step, result.best_payload = score, step, evaluation.payload
+        tqdm.write(f"step {step} (epoch {epoch:.2f}): {metric_name} {previous}{score:.4f} (best), saved")
+        return 0
+    tqdm.write(f"step {step} (epoch {epoch:.2f}): {metric_name} {score:.4f} (best {result.best_score:.4f}), not saved")
+    return since_best + 1

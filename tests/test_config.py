@@ -1,0 +1,68 @@
+"""Experiment configs: YAML loading, typed --set overrides, and refusal of unknown keys and impossible values."""
+
+from pathlib import Path
+
+import pytest
+
+from foldnlp.config import ExperimentConfig, dump_yaml, load_config
+from foldnlp.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_config_file_loads_and_keeps_the_documented_keys():
+    cfg = load_config(ROOT / "configs" / "default.yaml")
+    assert cfg.name == "default"
+    for value in (cfg.data.train_csv, cfg.data.test_csv, cfg.model.name_or_path, cfg.folds.n_folds, cfg.folds.seed,
+                  cfg.train.epochs, cfg.train.lr, cfg.train.batch_size, cfg.features.max_len, cfg.features.doc_stride):
+        assert value is not None
+    assert cfg.data.sample_submission_csv is None  # → sample_submission.csv beside the test CSV
+
+
+def test_overrides_are_cast_to_the_field_type():
+    cfg = load_config(None, ["train.lr=3e-5", "train.batch_size=8", "train.epochs=2", "model.dropout=null",
+                             "model.freeze_word_embeddings=false", "data.external_squad=[english:a.json]",
+                             "features.max_context_words=500", "name=exp2"])
+    assert cfg.train.lr == 3e-5 and isinstance(cfg.train.lr, float)
+    assert cfg.train.batch_size == 8 and isinstance(cfg.train.batch_size, int)
+    assert cfg.train.epochs == 2.0 and cfg.model.dropout is None and cfg.model.freeze_word_embeddings is False
+    assert cfg.data.external_squad == ["english:a.json"] and cfg.features.max_context_words == 500
+    assert cfg.name == "exp2"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr=fast", "train.lr: expected float, got 'fast'"),
+    ("train.batch_size=1.5", "train.batch_size: expected int, got 1.5"),
+    ("train.learning_rate=1", "unknown key(s) learning_rate"),
+    ("trian.lr=1", "unknown key(s) trian"),
+    ("features.doc_stride=256", "features.doc_stride (256) must be >= 0 and below features.max_len (256)"),
+    ("train.scheduler=step", "train.scheduler: 'step' is not one of linear, cosine"),
+    ("train.negative_fraction=1.5", "train.negative_fraction and train.start_loss_weight must lie in [0, 1]"),
+    ("model.freeze_word_embeddings=maybe", "expected bool"),
+    ("lr", "expected section.key=value"),
+])
+def test_bad_overrides_are_refused_with_the_key_named(override, message):
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        load_config(None, [override])
+
+
+def test_yaml_round_trip_gives_the_same_config(tmp_path):
+    cfg = load_config(None, ["train.lr=2e-5", "data.external_squad=[english:x.json]"])
+    (tmp_path / "c.yaml").write_text(dump_yaml(cfg))
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
+def test_bad_files_are_refused(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(InputError, match="must hold a mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "typo.yaml").write_text("train:\n  lr: 1e-4\n  epoch: 3\n")
+    with pytest.raises(InputError, match=r"typo.yaml.train: unknown key\(s\) epoch"):
+        load_config(tmp_path / "typo.yaml")
+
+
+def test_fold_scheme_name_carries_every_fold_setting():
+    assert ExperimentConfig().folds.scheme == "language-context-k5-seed42"
+    assert load_config(None, ["folds.stratify_by=null", "folds.seed=7"]).folds.scheme == "nostrat-context-k5-seed7"

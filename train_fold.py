@@ -1,0 +1,28 @@
+"""Fine-tune one fold: keeps the best checkpoint by the competition metric and writes its out-of-fold outputs."""
+
+import sys
+
+from foldnlp import cli
+
+
+def main(argv=None) -> int:
+    p = cli.parser(__doc__)
+    p.add_argument("--fold", type=int, required=True, help="the fold to hold out for validation (0-based)")
+    p.add_argument("--no-wandb", action="store_true", help="turn experiment tracking off (default: wandb offline)")
+    p.add_argument("--overwrite", action="store_true", help="retrain a fold that already finished (else refused)")
+
+    def run(args) -> int:
+        from foldnlp.steps.train_fold import train_fold  # heavy imports after --help
+
+        overrides = args.overrides + (["tracking.wandb=disabled"] if args.no_wandb else [])
+        cfg = cli.load_config(args.config, overrides)
+        metrics = train_fold(cfg, args.fold, overwrite=args.overwrite, progress=not args.quiet)
+        print(f"fold {args.fold}: best jaccard {metrics['jaccard']:.4f} at step {metrics['best_step']} "
+              f"({metrics['train_seconds']:.0f} s)")
+        return 0
+
+    return cli.run(run, p, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
