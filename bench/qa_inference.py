@@ -74,11 +74,11 @@ def main() -> None:
     model = load_model("qa", DEFAULT_MODEL, ModelConfig(dropout=0.0))
     pad = tokenizer.pad_token_id
     for precision in ("fp32", "bf16"):
-        ours = timed(lambda: predict(model, features.input_ids, pad_id=pad, batch_size=args.batch_size,
-                                     precision=precision, output_names=task.OUTPUT_NAMES, progress=False),
+        ours = timed(lambda p=precision: predict(model, features.input_ids, pad_id=pad, batch_size=args.batch_size,
+                                                 precision=p, output_names=task.OUTPUT_NAMES, progress=False),
                      args.repeats)
-        base = timed(lambda: padded_baseline(model, features.input_ids, pad, args.max_len, args.batch_size,
-                                             precision), args.repeats)
+        base = timed(lambda p=precision: padded_baseline(model, features.input_ids, pad, args.max_len,
+                                                         args.batch_size, p), args.repeats)
         print(f"inference {precision}: {n / ours:6.1f} windows/s  (padded-to-max_len baseline {n / base:6.1f}; "
               f"×{base / ours:.2f})")
 
@@ -92,10 +92,11 @@ def main() -> None:
     train_cfg = TrainConfig(epochs=1, batch_size=16, evals_per_epoch=1, negative_fraction=1.0, warmup_ratio=0.0)
     take = np.arange(min(args.train_windows, n))
     data = TrainingSet([features.input_ids[i] for i in take],
-                       {"start_positions": features.start_positions[take], "end_positions": features.end_positions[take]},
+                       {"start_positions": features.start_positions[take],
+                        "end_positions": features.end_positions[take]},
                        is_negative=np.zeros(len(take), bool))
     for precision in ("fp32", "bf16"):
-        def train_once():
+        def train_once(precision=precision):
             fresh = load_model("qa", DEFAULT_MODEL, ModelConfig(dropout=0.0, freeze_word_embeddings=True))
             fit(fresh, data, TrainConfig(**{**train_cfg.__dict__, "precision": precision}),
                 accelerator=make_accelerator(TrainConfig(precision=precision)), pad_id=pad,

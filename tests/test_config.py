@@ -64,5 +64,5 @@ def test_bad_files_are_refused(tmp_path):
 
 
 def test_fold_scheme_name_carries_every_fold_setting():
-    assert ExperimentConfig().folds.scheme == "language-context-k5-seed42"
-    assert load_config(None, ["folds.stratify_by=null", "folds.seed=7"]).folds.scheme == "nostrat-context-k5-seed7"
+    assert ExperimentConfig().folds.scheme == "language-context-k3-seed42"
+    assert load_config(None, ["folds.stratify_by=null", "folds.seed=7"]).folds.scheme == "nostrat-context-k3-seed7"

@@ -21,14 +21,14 @@ class DataConfig:
     sample_submission_csv: str | None = None
     # External SQuAD-format JSON files as "language:path", mixed into training only (never validation).
     # Rows whose id is a validation or test id (translations of held-out questions) are dropped.
-    external_squad: list[str] = field(default_factory=list)
+    external_squad: list[str] = field(default_factory=lambda: ["english:input/external/xquad.en.json"])
     # Keep at most this many training rows (first rows of each fold's training part; None = all). For quick runs.
     max_train_examples: int | None = None
 
 
 @dataclass(frozen=True)
 class FoldsConfig:
-    n_folds: int = 5
+    n_folds: int = 3
     seed: int = 42
     stratify_by: str | None = "language"
     group_by: str | None = "context"
@@ -61,7 +61,7 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: float = 3.0
+    epochs: float = 2.0
     lr: float = 1e-4  # backbone learning rate
     head_lr: float = 1e-3  # learning rate of the freshly initialised task head
     batch_size: int = 16
@@ -71,7 +71,8 @@ class TrainConfig:
     scheduler: str = "linear"  # linear | cosine
     max_grad_norm: float = 1.0
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: fp16 on CUDA, bf16 on CPUs that have it)
-    evals_per_epoch: int = 4
+    evals_per_epoch: int = 3
+    eval_start_epoch: float = 0.5  # skip evaluations before this epoch (early ones only cost time)
     patience: int = 0  # stop after this many evaluations without a new best; 0 = never stop early
     negative_fraction: float = 0.1  # share of answerless windows kept each epoch (resampled per epoch)
     negative_loss_weight: float = 1.0  # loss weight of answerless windows
@@ -155,7 +156,8 @@ def _check_values(cfg: ExperimentConfig) -> None:
     if not 0.0 <= t.negative_fraction <= 1.0 or not 0.0 <= t.start_loss_weight <= 1.0:
         raise InputError("train.negative_fraction and train.start_loss_weight must lie in [0, 1]")
     if t.epochs <= 0 or t.batch_size < 1 or t.grad_accum_steps < 1 or t.evals_per_epoch < 1:
-        raise InputError("train.epochs, train.batch_size, train.grad_accum_steps and train.evals_per_epoch must be positive")
+        raise InputError("train.epochs, train.batch_size, train.grad_accum_steps and train.evals_per_epoch "
+                         "must be positive")
     if cfg.folds.n_folds < 2:
         raise InputError(f"folds.n_folds must be at least 2, got {cfg.folds.n_folds}")
 

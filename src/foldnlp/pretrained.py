@@ -55,7 +55,8 @@ def cache_dir() -> pathlib.Path:
 
 def resolve_model_path(name_or_path: str) -> str:
     """Local folder to load with from_pretrained. The sentinel converts (once) into the cache folder and returns it;
-    an existing local folder is returned as is; anything else is returned unchanged (a hub name, for machines with a hub)."""
+    an existing local folder is returned as is; anything else is returned unchanged (a hub name, where a hub is
+    reachable)."""
     if name_or_path != DEFAULT_MODEL:
         return name_or_path
     folder = cache_dir() / _FOLDER

@@ -21,7 +21,8 @@ class Tracker:
         os.environ.setdefault("WANDB_SILENT", "true")
         run_dir.mkdir(parents=True, exist_ok=True)
         self._run = wandb.init(mode=mode, project=project, group=experiment, job_type=f"fold{fold}",
-                               name=f"{experiment}-fold{fold}", config=config, dir=str(run_dir), reinit="finish_previous")
+                               name=f"{experiment}-fold{fold}", config=config, dir=str(run_dir),
+                               reinit="finish_previous")
         log.info("wandb %s run %s in %s", mode, self._run.name, run_dir / "wandb")
 
     def log(self, metrics: dict, step: int) -> None:

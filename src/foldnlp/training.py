@@ -86,7 +86,8 @@ def param_groups(model: torch.nn.Module, cfg: TrainConfig, head_prefixes: tuple[
 def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator, pad_id: int,
         loss_fn: Callable[[Any, dict], torch.Tensor], evaluate: Callable[[Any], Evaluation],
         save_best: Callable[[Any, Evaluation], None], head_prefixes: tuple[str, ...], seed: int,
-        metric_name: str = "score", log_metrics: Callable[[dict, int], None] = lambda m, s: None) -> FitResult:
+        metric_name: str = "score", log_metrics: Callable[[dict, int], None] = lambda m, s: None,
+        progress: bool = True) -> FitResult:
     """Train `model` on `data`; evaluate `evals_per_epoch` times per epoch; keep the best by evaluate().score.
 
     loss_fn(model_outputs, batch) -> scalar loss; batch holds input_ids, attention_mask and the targets.
@@ -104,7 +105,8 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
              len(data.input_ids), int((~data.is_negative).sum()), total_steps, steps_per_epoch, eval_every,
              accelerator.mixed_precision)
     result, step, since_best, loss_avg = FitResult(), 0, 0, None
-    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not accelerator.is_local_main_process)
+    show = progress and accelerator.is_local_main_process
+    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not show)
     started = time.perf_counter()
     model.train()
     while step < total_steps:
@@ -127,7 +129,8 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
             bar.update(1)
             bar.set_postfix(loss=f"{loss_avg:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             log_metrics({"train/loss": loss_avg, "train/lr": scheduler.get_last_lr()[0]}, step)
-            if step % eval_every == 0 or step == total_steps:
+            due = step % eval_every == 0 and step >= cfg.eval_start_epoch * steps_per_epoch
+            if due or step == total_steps:
                 since_best = _evaluate_and_keep(model, accelerator, evaluate, save_best, result, step,
                                                 steps_per_epoch, since_best, metric_name, started, log_metrics)
                 model.train()

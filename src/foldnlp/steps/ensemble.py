@@ -76,7 +76,8 @@ def cv_report(experiments: list[Experiment], weights: list[float] | None, decode
     raw = jaccard_report(frame, prediction_col="raw")["jaccard"].iloc[0]
     lines = [f"CV Jaccard (out-of-fold, {len(frame)} questions, folds {sorted(set(frame['fold']))}): "
              f"{by_fold['jaccard'].iloc[0]:.4f}  (without post-processing {raw:.4f})",
-             "per fold:     " + "  ".join(f"{r.fold}: {r.jaccard:.4f} (n={r.n})" for r in by_fold.iloc[1:].itertuples()),
+             "per fold:     " + "  ".join(f"{r.fold}: {r.jaccard:.4f} (n={r.n})"
+                                          for r in by_fold.iloc[1:].itertuples()),
              "per language: " + "  ".join(f"{r.language}: {r.jaccard:.4f} (n={r.n})"
                                           for r in by_language.iloc[1:].itertuples())]
     return "\n".join(lines)

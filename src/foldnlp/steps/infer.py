@@ -71,7 +71,8 @@ def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | None, sampl
         scores = task.char_scores(test, features, outputs)
         artifacts.save_char_scores(paths.test_scores(fold), scores)
         answers = task.decode(test, scores, fold_cfg.decode)
-        artifacts.atomic_write_csv(paths.test_predictions(fold), pd.DataFrame({"id": scores.ids, "prediction": answers}))
+        artifacts.atomic_write_csv(paths.test_predictions(fold),
+                                   pd.DataFrame({"id": scores.ids, "prediction": answers}))
         log.info("fold %d: %d windows of %d examples in %.1f s (%.1f windows/s, %s, max_len %d, stride %d); wrote %s",
                  fold, len(features), len(test), seconds, len(features) / seconds, precision, features_cfg.max_len,
                  features_cfg.doc_stride, paths.test_scores(fold))

@@ -58,7 +58,8 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, pro
     started = time.perf_counter()
     result = fit(model, train_windows, cfg.train, accelerator=accelerator, pad_id=tokenizer.pad_token_id,
                  loss_fn=task.make_loss(cfg.train), evaluate=evaluate, save_best=save_best,
-                 head_prefixes=task.HEAD_PREFIXES, seed=seed, metric_name=task.METRIC, log_metrics=tracker.log)
+                 head_prefixes=task.HEAD_PREFIXES, seed=seed, metric_name=task.METRIC, log_metrics=tracker.log,
+                 progress=progress)
     metrics = {"fold": fold, task.METRIC: result.best_score, "best_step": result.best_step,
                "stopped_early": result.stopped_early, "train_seconds": round(time.perf_counter() - started, 1),
                "train_rows": len(train), "valid_rows": len(valid), "history": result.history}

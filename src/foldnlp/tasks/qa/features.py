@@ -59,7 +59,8 @@ def truncate_context(context: str, max_words: int | None) -> str:
     return context
 
 
-def build_features(tokenizer, questions, contexts, cfg: FeaturesConfig, answer_starts=None, answer_texts=None) -> QAFeatures:
+def build_features(tokenizer, questions, contexts, cfg: FeaturesConfig, answer_starts=None,
+                   answer_texts=None) -> QAFeatures:
     """Tokenize examples into windows; with answers, label each window with the answer's token span.
 
     `contexts` must already be truncated with truncate_context (offsets refer to the strings given here).
