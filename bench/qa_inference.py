@@ -14,6 +14,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
+from accelerate.state import AcceleratorState  # noqa: E402
 import torch  # noqa: E402
 
 from foldnlp.config import DecodeConfig, FeaturesConfig, ModelConfig, TrainConfig  # noqa: E402
@@ -97,11 +98,12 @@ def main() -> None:
                        is_negative=np.zeros(len(take), bool))
     for precision in ("fp32", "bf16"):
         def train_once(precision=precision):
+            AcceleratorState._reset_state(True)  # accelerate keeps one precision per process; the bench uses two
             fresh = load_model("qa", DEFAULT_MODEL, ModelConfig(dropout=0.0, freeze_word_embeddings=True))
             fit(fresh, data, TrainConfig(**{**train_cfg.__dict__, "precision": precision}),
                 accelerator=make_accelerator(TrainConfig(precision=precision)), pad_id=pad,
                 loss_fn=task.make_loss(train_cfg), evaluate=lambda m: Evaluation(0.0), save_best=lambda m, e: None,
-                head_prefixes=task.HEAD_PREFIXES, seed=0)
+                head_prefixes=task.HEAD_PREFIXES, seed=0, progress=False)
 
         seconds = timed(train_once, args.repeats)
         print(f"training {precision} (frozen word embeddings, batch 16, dynamic padding): "

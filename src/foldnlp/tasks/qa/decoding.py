@@ -91,12 +91,29 @@ def _candidates(context: str, start: np.ndarray, end: np.ndarray) -> tuple[np.nd
     """
     code_points = np.frombuffer(context.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
     space = _IS_SPACE[np.minimum(code_points, len(_IS_SPACE) - 1)]
-    after_space = np.r_[True, space[:-1]]  # the text's first character counts as following a space
-    before_space = np.r_[space[1:], True]
-    is_start = ~space & (start > _REAL_SCORE_FLOOR) & (after_space | np.r_[True, start[1:] != start[:-1]])
-    is_end = ~space & (end > _REAL_SCORE_FLOOR) & (before_space | np.r_[end[:-1] != end[1:], True])
+    # np.r_ is ~4x slower than these shifted copies on short contexts, and this runs once per example.
+    after_space = _shift_right(space, True)  # the text's first character counts as following a space
+    before_space = _shift_left(space, True)
+    start_changes = _shift_right(start, np.nan) != start  # NaN != anything: position 0 always starts a run
+    end_changes = _shift_left(end, np.nan) != end
+    is_start = ~space & (start > _REAL_SCORE_FLOOR) & (after_space | start_changes)
+    is_end = ~space & (end > _REAL_SCORE_FLOOR) & (before_space | end_changes)
     word_no = np.cumsum(~space & after_space)
     return np.flatnonzero(is_start), np.flatnonzero(is_end), word_no
+
+
+def _shift_right(values: np.ndarray, fill) -> np.ndarray:
+    """values moved one place right: out[i] = values[i - 1], out[0] = fill."""
+    out = np.empty_like(values)
+    out[0], out[1:] = fill, values[:-1]
+    return out
+
+
+def _shift_left(values: np.ndarray, fill) -> np.ndarray:
+    """values moved one place left: out[i] = values[i + 1], out[-1] = fill."""
+    out = np.empty_like(values)
+    out[-1], out[:-1] = fill, values[1:]
+    return out
 
 
 def _start_lower_bounds(
