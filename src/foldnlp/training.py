@@ -94,7 +94,9 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
     save_best(unwrapped_model, evaluation) runs for every new best; the best payload is returned.
     """
     rng = np.random.default_rng(seed)
-    steps_per_epoch = math.ceil(len(epoch_batches(data, cfg, np.random.default_rng(seed))) / cfg.grad_accum_steps)
+    n_batches = len(epoch_batches(data, cfg, np.random.default_rng(seed)))
+    batches_per_process = math.ceil(n_batches / accelerator.num_processes)
+    steps_per_epoch = math.ceil(batches_per_process / cfg.grad_accum_steps)
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = max(1, round(steps_per_epoch / cfg.evals_per_epoch))
     optimizer = torch.optim.AdamW(param_groups(model, cfg, head_prefixes), lr=cfg.lr)

@@ -121,32 +121,6 @@ def _group_windows(example_index: np.ndarray, n_examples: int) -> list[np.ndarra
     return [order[bounds[i] : bounds[i + 1]] for i in range(n_examples)]
 
 
-def example_char_scores(n_chars: int, offsets: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """(n_chars,) float32 log-probabilities for one example from its context tokens over all windows.
-
-    offsets (m, 2) and logits (m,) list context tokens window after window; a token seen in two overlapping
-    windows keeps its larger logit. The softmax runs over the example's distinct tokens (all windows together,
-    as one distribution), then every character of a token takes the token's log-probability.
-    """
-    scores = np.full(n_chars, NO_SCORE, dtype=np.float32)
-    has_chars = offsets[:, 1] > offsets[:, 0]  # zero-width tokens cover no character: they cannot be answers
-    offsets, logits = offsets[has_chars], np.asarray(logits, dtype=np.float64)[has_chars]
-    if len(offsets) == 0:
-        return scores
-    key = offsets[:, 0] * (n_chars + 1) + offsets[:, 1]
-    distinct, inverse = np.unique(key, return_inverse=True)
-    token_logit = np.full(len(distinct), -np.inf)
-    np.maximum.at(token_logit, inverse, logits)
-    top = token_logit.max()
-    log_prob = token_logit - (top + np.log(np.exp(token_logit - top).sum()))
-    tok_start, tok_end = distinct // (n_chars + 1), distinct % (n_chars + 1)
-    widths = tok_end - tok_start
-    # Character positions of every token, concatenated: tok_start repeated, plus 0..width-1 within each token.
-    within = np.arange(widths.sum()) - np.repeat(np.cumsum(widths) - widths, widths)
-    scores[np.repeat(tok_start, widths) + within] = np.repeat(log_prob, widths)
-    return scores
-
-
 def concat_char_scores(parts: list[CharScores]) -> CharScores:
     """Join the scores of disjoint example sets (e.g. the out-of-fold outputs of every fold) into one."""
     sizes = [int(p.offsets[-1]) for p in parts]
