@@ -13,8 +13,17 @@ from foldnlp.errors import InputError
 log = logging.getLogger("foldnlp")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows '(default: X)' only where X says something: not for None, False or an empty list."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, []) or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parser(description: str, *, with_config: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
     if with_config:
         p.add_argument("--config", default="configs/default.yaml",
                        help="experiment YAML file; its `name` decides the run folder outputs/<name>/")
