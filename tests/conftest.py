@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build_tiny_model(folder: Path, texts: list[str]) -> Path:
     """A 2-layer, hidden-32 BERT with random weights and a WordPiece tokenizer trained on `texts` (~1 s)."""
+    import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
@@ -31,6 +32,7 @@ def build_tiny_model(folder: Path, texts: list[str]) -> Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
     fast.save_pretrained(folder)
+    torch.manual_seed(0)  # the same weights whatever ran before: tests must not depend on their order
     config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=512)
     BertModel(config).save_pretrained(folder)

@@ -104,3 +104,22 @@ def test_idempotent_edge_only_and_never_empty(raw, with_context):
     assert cleaned == cleaned.strip()
     if any(not ch.isspace() and ch not in EDGE_PUNCTUATION for ch in raw):
         assert cleaned and any(ch not in EDGE_PUNCTUATION for ch in cleaned)
+
+
+def test_decode_falls_back_to_the_raw_span_when_cleaning_leaves_nothing():
+    import numpy as np
+    import pandas as pd
+
+    from foldnlp.config import DecodeConfig
+    from foldnlp.tasks.qa import task
+    from foldnlp.tasks.qa.charscores import CharScores
+
+    context = "पहला वाक्य। दूसरा"
+    start = np.full(len(context), -20.0)
+    end = np.full(len(context), -20.0)
+    danda = context.index("।")
+    start[danda] = end[danda] = 0.0  # the model is sure the answer is the danda alone
+    scores = CharScores.from_lists(["q"], [start], [end])
+    frame = pd.DataFrame({"id": ["q"], "context": [context]})
+    assert task.decode(frame, scores, DecodeConfig(), clean=False) == ["।"]
+    assert task.decode(frame, scores, DecodeConfig()) == ["।"]

@@ -64,7 +64,8 @@ def decode(frame: pd.DataFrame, scores: CharScores, cfg: DecodeConfig, *, clean:
     `frame` supplies the contexts by id."""
     contexts = frame.set_index("id").loc[list(scores.ids), "context"].tolist()
     raw = decode_all(contexts, scores, max_answer_chars=cfg.max_answer_chars, max_answer_words=cfg.max_answer_words)
-    return [clean_answer(answer, context) for answer, context in zip(raw, contexts)] if clean else raw
+    # A span of punctuation alone cleans to '', which scores 0 for sure: the raw span is the better bet then.
+    return [clean_answer(answer, context) or answer for answer, context in zip(raw, contexts)] if clean else raw
 
 
 def n_best_table(frame: pd.DataFrame, scores: CharScores, cfg: DecodeConfig) -> pd.DataFrame:
