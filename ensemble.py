@@ -20,18 +20,15 @@ def main(argv=None) -> int:
                         "1 writes none)")
 
     def run(args) -> int:
-        import dataclasses
         from pathlib import Path
 
-        from foldnlp.steps.ensemble import ensemble, first_decode_config
+        from foldnlp.steps.ensemble import ensemble
 
-        decode = first_decode_config(Path(args.experiments[0]))
         changes = {k: v for k, v in (("max_answer_chars", args.max_answer_chars),
                                      ("max_answer_words", args.max_answer_words), ("n_best", args.n_best))
                    if v is not None}
         report = ensemble([Path(e) for e in args.experiments], weights=args.weights, test_csv=args.test_csv,
-                          sample_csv=args.sample_submission, out=Path(args.out),
-                          decode_cfg=dataclasses.replace(decode, **changes))
+                          sample_csv=args.sample_submission, out=Path(args.out), decode_overrides=changes)
         print(report)
         print(f"wrote {args.out}")
         return 0

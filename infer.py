@@ -19,18 +19,18 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, help="windows per forward pass")
 
     def run(args) -> int:
-        from pathlib import Path
-
+        from foldnlp.artifacts import RunPaths
         from foldnlp.steps.infer import infer
 
         cfg = cli.config_from(args)
         overrides = {name: value for name, value in (("doc_stride", args.doc_stride), ("max_len", args.max_len),
                                                      ("max_context_words", args.max_context_words))
                      if value is not None}
-        folds = infer(Path(cfg.output_dir) / cfg.name, folds=args.folds, test_csv=args.test_csv,
+        run = RunPaths.of(cfg.output_dir, cfg.name)
+        folds = infer(run.root, folds=args.folds, test_csv=args.test_csv,
                       sample_csv=args.sample_submission, feature_overrides=overrides, batch_size=args.batch_size,
                       precision=args.precision, progress=not args.quiet)
-        print(f"test outputs of folds {folds} written to {Path(cfg.output_dir) / cfg.name / 'test'}")
+        print(f"test outputs of folds {folds} written to {run.test_scores(folds[0]).parent}")
         return 0
 
     return cli.run(run, p, argv)

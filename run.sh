@@ -24,11 +24,11 @@ fi
 
 start=$(date +%s)
 $py make_folds.py --config "$CONFIG"
-n_folds=$($py -c "from foldnlp.config import load_config; print(load_config('$CONFIG').folds.n_folds)")
+read -r n_folds run_dir < <($py -c "from foldnlp.artifacts import RunPaths; from foldnlp.config import load_config
+c = load_config('$CONFIG'); print(c.folds.n_folds, RunPaths.of(c.output_dir, c.name).root)")
 for fold in $(seq 0 $((n_folds - 1))); do
   $py train_fold.py --config "$CONFIG" --fold "$fold" --overwrite
 done
 $py infer.py --config "$CONFIG"
-name=$($py -c "from foldnlp.config import load_config; c = load_config('$CONFIG'); print(f'{c.output_dir}/{c.name}')")
-$py ensemble.py --experiments "$name" --out outputs/submission.csv
+$py ensemble.py --experiments "$run_dir" --out outputs/submission.csv
 echo "main job done in $(( $(date +%s) - start )) s; submission: outputs/submission.csv"

@@ -7,6 +7,7 @@ and training windows/s. Prints medians of --repeats runs, with a padded-to-max_l
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import time
@@ -100,7 +101,7 @@ def main() -> None:
         def train_once(precision=precision):
             AcceleratorState._reset_state(True)  # accelerate keeps one precision per process; the bench uses two
             fresh = load_model("qa", DEFAULT_MODEL, ModelConfig(dropout=0.0, freeze_word_embeddings=True))
-            fit(fresh, data, TrainConfig(**{**train_cfg.__dict__, "precision": precision}),
+            fit(fresh, data, dataclasses.replace(train_cfg, precision=precision),
                 accelerator=make_accelerator(TrainConfig(precision=precision)), pad_id=pad,
                 loss_fn=task.make_loss(train_cfg), evaluate=lambda m: Evaluation(0.0), save_best=lambda m, e: None,
                 head_prefixes=task.HEAD_PREFIXES, seed=0, progress=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ import pandas as pd
 
 from foldnlp import artifacts
 from foldnlp.config import DecodeConfig, ExperimentConfig
-from foldnlp.data import read_qa_csv, read_sample_submission
+from foldnlp.data import read_qa_csv
 from foldnlp.ensembling import average_char_scores
 from foldnlp.errors import InputError
 from foldnlp.folds import read_folds
@@ -30,19 +31,20 @@ class Experiment:
 
 
 def ensemble(run_dirs: list[Path], *, weights: list[float] | None, test_csv: str | None, sample_csv: str | None,
-             out: Path, decode_cfg: DecodeConfig | None = None) -> str:
-    """Write the blended submission to `out`; returns the printed CV report ('' without OOF outputs)."""
+             out: Path, decode_overrides: dict | None = None) -> str:
+    """Write the blended submission to `out`; returns the CV report of the blended out-of-fold outputs.
+
+    decode_overrides: DecodeConfig fields replacing the first experiment's (max_answer_chars, ...)."""
     experiments = [_open(Path(d)) for d in run_dirs]
     if weights is not None and len(weights) != len(experiments):
         raise InputError(f"--weights: {len(weights)} weights for {len(experiments)} experiments")
-    decode_cfg = decode_cfg or experiments[0].cfg.decode
+    decode_cfg = dataclasses.replace(experiments[0].cfg.decode, **(decode_overrides or {}))
     report = cv_report(experiments, weights, decode_cfg)
     test_csv = test_csv or experiments[0].cfg.data.test_csv
     sample_csv = Path(sample_csv or sample_submission_path(test_csv, experiments[0].cfg.data.sample_submission_csv))
-    test = read_test(test_csv, sample_csv)
+    test, sample = read_test(test_csv, sample_csv)
     blended = _blend([_test_scores(e) for e in experiments], weights, "test outputs")
     answers = dict(zip(blended.ids, task.decode(test, blended, decode_cfg)))
-    sample = read_sample_submission(sample_csv)
     submission = pd.DataFrame({"id": sample["id"], "PredictionString": sample["id"].map(answers)})
     artifacts.atomic_write_csv(out, submission)
     if decode_cfg.n_best > 1:
@@ -57,10 +59,6 @@ def nbest_path(out: Path) -> Path:
     return out.with_suffix(".nbest.csv")
 
 
-def first_decode_config(run_dir: Path) -> DecodeConfig:
-    return load_run_config(artifacts.RunPaths(run_dir)).decode
-
-
 def cv_report(experiments: list[Experiment], weights: list[float] | None, decode_cfg: DecodeConfig) -> str:
     """CV Jaccard of the blended out-of-fold predictions, per fold, overall and per language."""
     oof = _blend([_oof_scores(e) for e in experiments], weights, "out-of-fold outputs")
@@ -68,9 +66,9 @@ def cv_report(experiments: list[Experiment], weights: list[float] | None, decode
     all_rows = read_qa_csv(cfg.data.train_csv, with_answers=True)
     folds = read_folds(artifacts.fold_file(cfg.folds.folds_dir, cfg.folds.scheme), all_rows["id"])
     train = all_rows.set_index("id").loc[list(oof.ids)].reset_index()
-    frame = train.assign(fold=train["id"].map(folds).to_numpy(),
-                         raw=task.decode(train, oof, decode_cfg, clean=False),
-                         prediction=task.decode(train, oof, decode_cfg))
+    raw = task.decode(train, oof, decode_cfg, clean=False)  # train is in oof.ids order
+    frame = train.assign(fold=train["id"].map(folds).to_numpy(), raw=raw,
+                         prediction=task.clean_answers(raw, train["context"].tolist()))
     by_fold = jaccard_report(frame, "fold")
     by_language = jaccard_report(frame, "language")
     raw = jaccard_report(frame, prediction_col="raw")["jaccard"].iloc[0]

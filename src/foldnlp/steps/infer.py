@@ -28,11 +28,11 @@ def sample_submission_path(test_csv: str | Path, configured: str | None) -> Path
     return Path(configured) if configured else Path(test_csv).with_name("sample_submission.csv")
 
 
-def read_test(test_csv: str | Path, sample_csv: str | Path) -> pd.DataFrame:
-    """The test rows, checked against the sample submission's ids."""
-    test = read_qa_csv(test_csv, with_answers=False)
-    check_ids_match_sample(test, read_sample_submission(sample_csv), test_csv, sample_csv)
-    return test
+def read_test(test_csv: str | Path, sample_csv: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(test rows, sample submission), their ids checked to match."""
+    test, sample = read_qa_csv(test_csv, with_answers=False), read_sample_submission(sample_csv)
+    check_ids_match_sample(test, sample, test_csv, sample_csv)
+    return test, sample
 
 
 def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | None, sample_csv: str | None,
@@ -47,7 +47,7 @@ def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | None, sampl
     if not folds:
         raise InputError(f"{run_dir} has no trained fold (no fold*/metrics.json): run train_fold.py first")
     test_csv = test_csv or run_cfg.data.test_csv
-    test = read_test(test_csv, sample_csv or sample_submission_path(test_csv, run_cfg.data.sample_submission_csv))
+    test, _ = read_test(test_csv, sample_csv or sample_submission_path(test_csv, run_cfg.data.sample_submission_csv))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve_precision(precision or run_cfg.inference.precision, device)
     batch_size = batch_size or run_cfg.inference.batch_size

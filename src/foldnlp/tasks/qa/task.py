@@ -59,25 +59,36 @@ def char_scores(frame: pd.DataFrame, features: QAFeatures, outputs: dict[str, li
                                         features.context_offsets, outputs["start_logits"], outputs["end_logits"])
 
 
+def contexts_of(frame: pd.DataFrame, scores: CharScores) -> list[str]:
+    """The contexts of scores' examples, in scores.ids order, looked up by id in frame."""
+    return frame.set_index("id").loc[list(scores.ids), "context"].tolist()
+
+
 def decode(frame: pd.DataFrame, scores: CharScores, cfg: DecodeConfig, *, clean: bool = True) -> list[str]:
     """Best answer per example (in scores.ids order), post-processed unless clean=False.
     `frame` supplies the contexts by id."""
-    contexts = frame.set_index("id").loc[list(scores.ids), "context"].tolist()
+    contexts = contexts_of(frame, scores)
     raw = decode_all(contexts, scores, max_answer_chars=cfg.max_answer_chars, max_answer_words=cfg.max_answer_words)
-    # A span of punctuation alone cleans to '', which scores 0 for sure: the raw span is the better bet then.
-    return [clean_answer(answer, context) or answer for answer, context in zip(raw, contexts)] if clean else raw
+    return clean_answers(raw, contexts) if clean else raw
+
+
+def clean_answers(answers: list[str], contexts: list[str]) -> list[str]:
+    """Post-processed answers; a span of punctuation alone would clean to '', which scores 0 for sure, so the raw
+    span is kept then."""
+    return [clean_answer(answer, context) or answer for answer, context in zip(answers, contexts)]
 
 
 def n_best_table(frame: pd.DataFrame, scores: CharScores, cfg: DecodeConfig) -> pd.DataFrame:
     """The cfg.n_best best spans of every example: id, rank (1 = the answer submitted), answer (post-processed),
     score (log-probability of start plus end), char_start, char_end."""
-    contexts = frame.set_index("id").loc[list(scores.ids), "context"].tolist()
+    contexts = contexts_of(frame, scores)
     rows = []
     for i, context in enumerate(contexts):
         spans = decode_best_span(context, *scores.example(i), max_answer_chars=cfg.max_answer_chars,
                                  max_answer_words=cfg.max_answer_words, n_best=cfg.n_best)
-        rows += [(scores.ids[i], rank, clean_answer(context[s:e], context), round(float(v), 4), s, e)
-                 for rank, (s, e, v) in enumerate(spans, start=1)]
+        answers = clean_answers([context[s:e] for s, e, _ in spans], [context] * len(spans))
+        rows += [(scores.ids[i], rank, answer, round(float(v), 4), s, e)
+                 for rank, (answer, (s, e, v)) in enumerate(zip(answers, spans), start=1)]
     return pd.DataFrame(rows, columns=["id", "rank", "answer", "score", "char_start", "char_end"])
 
 
