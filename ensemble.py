@@ -18,6 +18,9 @@ def main(argv=None) -> int:
     p.add_argument("--n-best", type=int,
                    help="candidate answers per question written to <out>.nbest.csv (default: from the config; "
                         "1 writes none)")
+    p.add_argument("--allow-mixed-folds", action="store_true",
+                   help="blend anyway (with a warning) when experiments were trained on different fold files or data, "
+                        "or their out-of-fold outputs miss folds; the CV then covers only ids every experiment has")
 
     def run(args) -> int:
         from pathlib import Path
@@ -28,7 +31,8 @@ def main(argv=None) -> int:
                                      ("max_answer_words", args.max_answer_words), ("n_best", args.n_best))
                    if v is not None}
         report = ensemble([Path(e) for e in args.experiments], weights=args.weights, test_csv=args.test_csv,
-                          sample_csv=args.sample_submission, out=Path(args.out), decode_overrides=changes)
+                          sample_csv=args.sample_submission, out=Path(args.out), decode_overrides=changes,
+                          allow_mixed_folds=args.allow_mixed_folds)
         print(report)
         print(f"wrote {args.out}")
         return 0

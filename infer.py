@@ -17,6 +17,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-len", type=int, help="tokens per window")
     p.add_argument("--max-context-words", type=int, help="keep only the first N words of each context")
     p.add_argument("--batch-size", type=int, help="windows per forward pass")
+    p.add_argument("--chunk-chars", type=int,
+                   help="predict the test set in chunks of about this many context characters, streamed to disk "
+                        "(bounds memory; default: the config's inference.chunk_chars)")
 
     def run(args) -> int:
         from foldnlp.artifacts import RunPaths
@@ -29,7 +32,7 @@ def main(argv=None) -> int:
         run = RunPaths.of(cfg.output_dir, cfg.name)
         folds = infer(run.root, folds=args.folds, test_csv=args.test_csv,
                       sample_csv=args.sample_submission, feature_overrides=overrides, batch_size=args.batch_size,
-                      precision=args.precision, progress=not args.quiet)
+                      precision=args.precision, chunk_chars=args.chunk_chars, progress=not args.quiet)
         print(f"test outputs of folds {folds} written to {run.test_scores(folds[0]).parent}")
         return 0
 

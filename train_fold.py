@@ -9,14 +9,21 @@ def main(argv=None) -> int:
     p = cli.parser(__doc__)
     p.add_argument("--fold", type=int, required=True, help="the fold to hold out for validation (0-based)")
     p.add_argument("--no-wandb", action="store_true", help="turn experiment tracking off (default: wandb offline)")
-    p.add_argument("--overwrite", action="store_true", help="retrain a fold that already finished (else refused)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="retrain a fold from scratch: discards its finished outputs or its saved training state")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an unfinished fold from its last saved training state (train.save_every_steps and "
+                        "every evaluation); a finished fold is left as it is, a fold with no state starts afresh")
 
     def run(args) -> int:
+        from foldnlp.errors import InputError
         from foldnlp.steps.train_fold import train_fold  # heavy imports after --help
 
         overrides = args.overrides + (["tracking.wandb=disabled"] if args.no_wandb else [])
         cfg = cli.load_config(args.config, overrides)
-        metrics = train_fold(cfg, args.fold, overwrite=args.overwrite, progress=not args.quiet)
+        if args.overwrite and args.resume:
+            raise InputError("--overwrite and --resume contradict each other: pick one")
+        metrics = train_fold(cfg, args.fold, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet)
         print(f"fold {args.fold}: best jaccard {metrics['jaccard']:.4f} at step {metrics['best_step']} "
               f"({metrics['train_seconds']:.0f} s)")
         return 0

@@ -5,24 +5,26 @@ outputs/<experiment>/fold<k>/model/           best checkpoint: model.safetensors
                                               foldnlp_config.yaml (the resolved config, beside the weights)
 outputs/<experiment>/fold<k>/oof_scores.npz   out-of-fold character scores, with example ids
 outputs/<experiment>/fold<k>/oof.csv          id, prediction (decoded best answer), answer_text
-outputs/<experiment>/fold<k>/metrics.json     best score, its step, the evaluation history
+outputs/<experiment>/fold<k>/metrics.json     best score, its step, the evaluation history, provenance (written last)
+outputs/<experiment>/fold<k>/training_state/  resumable state of an unfinished fold (removed when it finishes)
 outputs/<experiment>/test/fold<k>_scores.npz  test character scores, with example ids
 outputs/<experiment>/test/fold<k>.csv         id, prediction
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from foldnlp.errors import InputError
 from foldnlp.tasks.qa.charscores import CharScores
 
 CONFIG_BESIDE_WEIGHTS = "foldnlp_config.yaml"
@@ -55,6 +57,9 @@ class RunPaths:
     def metrics(self, fold: int) -> Path:
         return self.fold_dir(fold) / "metrics.json"
 
+    def training_state(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "training_state"
+
     def test_scores(self, fold: int) -> Path:
         return self.root / "test" / f"fold{fold}_scores.npz"
 
@@ -65,6 +70,23 @@ class RunPaths:
         """Folds whose training finished (their metrics.json is written last)."""
         found = (p.parent.name for p in self.root.glob("fold*/metrics.json"))
         return sorted(int(name[len("fold"):]) for name in found if name[len("fold"):].isdigit())
+
+
+# What save_checkpoint writes; a folder missing any of them was copied or written incompletely.
+CHECKPOINT_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
+                    CONFIG_BESIDE_WEIGHTS)
+
+
+def checked_model_dir(path: str | Path) -> Path:
+    """A fold's checkpoint folder, recovered from an interrupted swap and checked to hold every file."""
+    path = recover_dir(path)
+    if not path.is_dir():
+        raise InputError(f"no checkpoint folder {path}: train the fold first (train_fold.py)")
+    missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
+    if missing:
+        raise InputError(f"checkpoint {path} is missing {', '.join(missing)}: copy the whole folder again or "
+                         "retrain the fold with --overwrite")
+    return path
 
 
 def fold_file(folds_dir: str | Path, scheme: str) -> Path:
@@ -107,16 +129,17 @@ def atomic_write_csv(path: str | Path, frame: pd.DataFrame) -> None:
 def atomic_write_dir(path: str | Path, fill) -> None:
     """Call fill(tmp_dir) to write a whole folder, then swap it into place.
 
-    A folder cannot be replaced by one rename while it exists, so the old one is first renamed aside: a crash
-    leaves either the old folder, the new one, or the new one beside `<name>.old` (never a half-written folder
-    under the final name).
+    A folder cannot replace another in one rename, so the old one is first renamed to `<name>.old`. A kill between
+    the two renames leaves only `<name>.old`, the previous complete folder, which recover_dir() (run by the next
+    write and by every reader) renames back: readers see the old folder or the new one, never a half-written one.
     """
-    path = Path(path)
+    path = recover_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    old = path.with_name(path.name + ".old")
+    old = _aside(path)
     try:
         fill(tmp)
+        _fsync_tree(tmp)
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
@@ -126,11 +149,117 @@ def atomic_write_dir(path: str | Path, fill) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def recover_dir(path: str | Path) -> Path:
+    """Finish an interrupted atomic_write_dir: when only `<name>.old` exists, it is the last complete folder."""
+    path = Path(path)
+    old = _aside(path)
+    if not path.exists() and old.is_dir():
+        os.replace(old, path)
+    return path
+
+
+def _aside(path: Path) -> Path:
+    return path.with_name(path.name + ".old")
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of a freshly written folder, so a power cut after the rename cannot leave empty files."""
+    for file in folder.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def remove_dir(path: str | Path) -> None:
+    """Delete a folder written by atomic_write_dir, with any leftover `.old` copy."""
+    path = Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(_aside(path), ignore_errors=True)
+
+
 def save_char_scores(path: str | Path, scores: CharScores) -> None:
-    buffer = io.BytesIO()
-    # ids as fixed-width unicode (not object arrays) so loading never needs pickle.
-    np.savez(buffer, ids=scores.ids.astype(str), offsets=scores.offsets, start=scores.start, end=scores.end)
-    atomic_write_bytes(path, buffer.getvalue())
+    with CharScoresWriter(path, scores.ids, np.diff(scores.offsets)) as writer:
+        writer.write(scores)
+
+
+class CharScoresWriter:
+    """Streams a CharScores .npz to disk chunk by chunk, so predicting many long contexts never holds every
+    example's scores in memory.
+
+    The file is np.savez's layout (ids, offsets, start, end; stored, no pickle) and np.load reads it. It is built
+    under a temporary name and renamed into place on close(), so a kill leaves the previous file or none; `end`
+    values wait in a temporary raw file because a zip member must be written in one piece.
+
+        with CharScoresWriter(path, ids, context_lengths) as writer:
+            for part in parts:           # CharScores of the next examples, in the order of ids
+                writer.write(part)
+    """
+
+    _COPY_BLOCK = 1 << 24  # bytes per copy of the raw `end` values into the archive (16 MiB)
+
+    def __init__(self, path: str | Path, ids, lengths):
+        self.path = Path(path)
+        # ids as fixed-width unicode (not object arrays) so loading never needs pickle.
+        self._ids = np.asarray(ids).astype(str)
+        self._offsets = np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))]).astype(np.int64)
+        self._written = 0  # examples written so far
+        self._tmp = _temp_sibling(self.path)
+        self._end_tmp = _temp_sibling(self.path.with_name(self.path.name + ".end"))
+        self._zip = zipfile.ZipFile(self._tmp, "w", zipfile.ZIP_STORED, allowZip64=True)
+        for name, array in (("ids", self._ids), ("offsets", self._offsets)):
+            with self._zip.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+        self._start = self._open_member("start")
+        self._end = open(self._end_tmp, "wb")
+
+    def _open_member(self, name: str):
+        member = self._zip.open(f"{name}.npy", "w", force_zip64=True)
+        np.lib.format.write_array_header_2_0(
+            member, {"descr": "<f2", "fortran_order": False, "shape": (int(self._offsets[-1]),)})
+        return member
+
+    def write(self, scores: CharScores) -> None:
+        lo, hi = self._written, self._written + len(scores)
+        if not np.array_equal(scores.ids, self._ids[lo:hi]):
+            raise ValueError(f"{self.path}: examples must come in the declared order; expected ids "
+                             f"{self._ids[lo:lo + 3].tolist()}..., got {scores.ids[:3].tolist()}...")
+        if not np.array_equal(np.diff(scores.offsets), np.diff(self._offsets[lo : hi + 1])):
+            raise ValueError(f"{self.path}: character counts differ from the declared context lengths")
+        self._start.write(scores.start.astype("<f2").tobytes())
+        self._end.write(scores.end.astype("<f2").tobytes())
+        self._written = hi
+
+    def close(self) -> None:
+        if self._written != len(self._ids):
+            raise ValueError(f"{self.path}: {self._written} of {len(self._ids)} examples written")
+        self._start.close()
+        self._end.close()
+        with self._open_member("end") as member, open(self._end_tmp, "rb") as raw:
+            shutil.copyfileobj(raw, member, self._COPY_BLOCK)
+        self._zip.close()
+        with open(self._tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self._tmp, self.path)
+        self._end_tmp.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        """Drop the unfinished file (the previous file at `path`, if any, stays)."""
+        for handle in (self._start, self._end, self._zip):
+            try:
+                handle.close()
+            except (OSError, ValueError):
+                pass
+        self._tmp.unlink(missing_ok=True)
+        self._end_tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "CharScoresWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def load_char_scores(path: str | Path) -> CharScores:

@@ -78,6 +78,10 @@ class TrainConfig:
     negative_loss_weight: float = 1.0  # loss weight of answerless windows
     start_loss_weight: float = 0.5  # loss = w * CE(start) + (1 - w) * CE(end)
     seed: int = 42  # each fold trains with seed + fold
+    # Save the resumable training state (train_fold.py --resume) every N optimizer steps, besides at every
+    # evaluation; 0 = only at evaluations. Each save writes the weights and optimizer moments (~0.6 GB, ~1 s for
+    # multilingual-e5-small).
+    save_every_steps: int = 50
     eval_batch_size: int = 64
 
 
@@ -92,6 +96,9 @@ class DecodeConfig:
 class InferenceConfig:
     batch_size: int = 64
     precision: str = "auto"
+    # The test set is predicted in chunks of about this many context characters, each streamed to disk: peak
+    # memory depends on this, not on the test set's size (see bench/inference_memory.py).
+    chunk_chars: int = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,10 @@ def _check_values(cfg: ExperimentConfig) -> None:
     if t.epochs <= 0 or t.batch_size < 1 or t.grad_accum_steps < 1 or t.evals_per_epoch < 1:
         raise InputError("train.epochs, train.batch_size, train.grad_accum_steps and train.evals_per_epoch "
                          "must be positive")
+    if cfg.inference.chunk_chars < 1 or cfg.inference.batch_size < 1:
+        raise InputError("inference.chunk_chars and inference.batch_size must be positive")
+    if t.save_every_steps < 0:
+        raise InputError(f"train.save_every_steps must be >= 0 (0 = only at evaluations), got {t.save_every_steps}")
     if cfg.folds.n_folds < 2:
         raise InputError(f"folds.n_folds must be at least 2, got {cfg.folds.n_folds}")
 

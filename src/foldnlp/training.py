@@ -1,11 +1,13 @@
-"""fit(): a plain training loop on accelerate, with evaluations within epochs and best-checkpoint keeping."""
+"""fit(): a plain training loop on accelerate, with evaluations within epochs, best-checkpoint keeping and resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -17,6 +19,7 @@ from transformers import get_scheduler
 from foldnlp.config import TrainConfig
 from foldnlp.inference import pad_batch
 from foldnlp.precision import resolve_precision
+from foldnlp.training_state import LoopPosition, load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,15 @@ class TrainingSet:
 class Evaluation:
     score: float
     payload: Any = None  # what the caller keeps for the best evaluation (e.g. out-of-fold predictions)
+
+
+@dataclass(frozen=True)
+class StateSaving:
+    """Where fit() keeps its resumable state (see training_state.py) and whether it starts from it."""
+
+    folder: Path
+    provenance: dict  # stored with the state; the caller checks it before resuming
+    resume: bool = False
 
 
 @dataclass
@@ -87,11 +99,14 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
         loss_fn: Callable[[Any, dict], torch.Tensor], evaluate: Callable[[Any], Evaluation],
         save_best: Callable[[Any, Evaluation], None], head_prefixes: tuple[str, ...], seed: int,
         metric_name: str = "score", log_metrics: Callable[[dict, int], None] = lambda m, s: None,
-        progress: bool = True) -> FitResult:
+        progress: bool = True, state: StateSaving | None = None) -> FitResult:
     """Train `model` on `data`; evaluate `evals_per_epoch` times per epoch; keep the best by evaluate().score.
 
     loss_fn(model_outputs, batch) -> scalar loss; batch holds input_ids, attention_mask and the targets.
-    save_best(unwrapped_model, evaluation) runs for every new best; the best payload is returned.
+    save_best(unwrapped_model, evaluation) runs for every new best; the best payload is returned (None when the
+    run resumed after its best evaluation: the caller re-evaluates the saved best checkpoint).
+    state: where the resumable state is saved every cfg.save_every_steps steps and at each evaluation, and
+    whether to continue from it.
     """
     rng = np.random.default_rng(seed)
     n_batches = len(epoch_batches(data, cfg, np.random.default_rng(seed)))
@@ -103,17 +118,38 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=round(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
+    at = LoopPosition()
+    if state is not None and state.resume:
+        at = load_state(state.folder, model=accelerator.unwrap_model(model), optimizer=optimizer,
+                        scheduler=scheduler, scaler=accelerator.scaler)
+        log.info("resumed from %s at step %d of %d (epoch %d, batch %d; best %s %s)", state.folder, at.step,
+                 total_steps, at.epoch, at.batches_done, metric_name,
+                 "none yet" if at.best_score is None else f"{at.best_score:.4f} at step {at.best_step}")
     log.info("training %d windows (%d with the answer), %d steps (%d per epoch), evaluating every %d steps, %s",
              len(data.input_ids), int((~data.is_negative).sum()), total_steps, steps_per_epoch, eval_every,
              accelerator.mixed_precision)
-    result, step, since_best, loss_avg = FitResult(), 0, 0, None
-    show = progress and accelerator.is_local_main_process
-    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not show)
+    best_payload = None
     started = time.perf_counter()
+
+    def save_state_now() -> None:
+        if state is None:
+            return
+        if accelerator.is_main_process:
+            snapshot = dataclasses.replace(at, elapsed_s=at.elapsed_s + time.perf_counter() - started)
+            save_state(state.folder, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
+                       scaler=accelerator.scaler, position=snapshot, provenance=state.provenance)
+        accelerator.wait_for_everyone()
+
+    show = progress and accelerator.is_local_main_process
+    bar = tqdm(total=total_steps, initial=at.step, desc="train", unit="step", disable=not show)
     model.train()
-    while step < total_steps:
+    while at.step < total_steps and not at.stopped_early:
+        if at.epoch_rng is None:
+            at.epoch_rng = rng.bit_generator.state
+        else:  # resumed within this epoch: draw the same batches again, then skip the ones already trained
+            rng.bit_generator.state = at.epoch_rng
         batches = epoch_batches(data, cfg, rng)[accelerator.process_index :: accelerator.num_processes]
-        for batch_idx in batches:
+        for batch_idx in batches[at.batches_done :]:
             batch = _collate(data, batch_idx, pad_id, accelerator.device)
             with accelerator.accumulate(model):
                 outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -123,28 +159,36 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+            at.batches_done += 1
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
-            step += 1
-            loss_avg = loss.item() if loss_avg is None else 0.9 * loss_avg + 0.1 * loss.item()
+            at.step += 1
+            at.loss_avg = loss.item() if at.loss_avg is None else 0.9 * at.loss_avg + 0.1 * loss.item()
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_avg:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            log_metrics({"train/loss": loss_avg, "train/lr": scheduler.get_last_lr()[0]}, step)
-            due = step % eval_every == 0 and step >= cfg.eval_start_epoch * steps_per_epoch
-            if due or step == total_steps:
-                since_best = _evaluate_and_keep(model, accelerator, evaluate, save_best, result, step,
-                                                steps_per_epoch, since_best, metric_name, started, log_metrics)
+            bar.set_postfix(loss=f"{at.loss_avg:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            log_metrics({"train/loss": at.loss_avg, "train/lr": scheduler.get_last_lr()[0]}, at.step)
+            due = at.step % eval_every == 0 and at.step >= cfg.eval_start_epoch * steps_per_epoch
+            if due or at.step == total_steps:
+                evaluation = _evaluate_and_keep(accelerator.unwrap_model(model), evaluate, save_best, at,
+                                                steps_per_epoch, metric_name, at.elapsed_s + time.perf_counter()
+                                                - started, log_metrics)
+                if evaluation is not None:
+                    best_payload = evaluation.payload
                 model.train()
-                if cfg.patience and since_best >= cfg.patience:
-                    log.info("early stop: %d evaluations without a new best", since_best)
-                    result.stopped_early = True
-                    bar.close()
-                    return result
-            if step >= total_steps:
+                if cfg.patience and at.since_best >= cfg.patience:
+                    log.info("early stop: %d evaluations without a new best", at.since_best)
+                    at.stopped_early = True
+                save_state_now()
+            elif cfg.save_every_steps and at.step % cfg.save_every_steps == 0:
+                save_state_now()
+            if at.stopped_early or at.step >= total_steps:
                 break
+        else:
+            at.epoch, at.batches_done, at.epoch_rng = at.epoch + 1, 0, None
     bar.close()
-    return result
+    best = -math.inf if at.best_score is None else at.best_score
+    return FitResult(best, at.best_step, best_payload, at.stopped_early, at.history)
 
 
 def _collate(data: TrainingSet, batch_idx: np.ndarray, pad_id: int, device) -> dict[str, torch.Tensor]:
@@ -154,21 +198,19 @@ def _collate(data: TrainingSet, batch_idx: np.ndarray, pad_id: int, device) -> d
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _evaluate_and_keep(model, accelerator, evaluate, save_best, result: FitResult, step: int, steps_per_epoch: int,
-                       since_best: int, metric_name: str, started: float, log_metrics) -> int:
-    """Evaluate, save on a new best, log the outcome; returns the count of evaluations without improvement."""
-    unwrapped = accelerator.unwrap_model(model)
-    evaluation = evaluate(unwrapped)
-    score, epoch = evaluation.score, step / steps_per_epoch
-    improved = score > result.best_score
-    result.history.append({"step": step, "epoch": round(epoch, 3), metric_name: score,
-                           "elapsed_s": round(time.perf_counter() - started, 1)})
-    log_metrics({f"valid/{metric_name}": score, "epoch": epoch}, step)
-    if improved:
-        previous = "" if result.best_score == -math.inf else f"{result.best_score:.4f} → "
-        save_best(unwrapped, evaluation)
-        result.best_score, result.best_step, result.best_payload = score, step, evaluation.payload
-        tqdm.write(f"step {step} (epoch {epoch:.2f}): {metric_name} {previous}{score:.4f} (best), saved")
-        return 0
-    tqdm.write(f"step {step} (epoch {epoch:.2f}): {metric_name} {score:.4f} (best {result.best_score:.4f}), not saved")
-    return since_best + 1
+def _evaluate_and_keep(model, evaluate, save_best, at: LoopPosition, steps_per_epoch: int, metric_name: str,
+                       elapsed_s: float, log_metrics) -> Evaluation | None:
+    """Evaluate, save on a new best, log the outcome and update `at`; returns the evaluation if it is a new best."""
+    evaluation = evaluate(model)
+    score, epoch = evaluation.score, at.step / steps_per_epoch
+    at.history.append({"step": at.step, "epoch": round(epoch, 3), metric_name: score, "elapsed_s": round(elapsed_s, 1)})
+    log_metrics({f"valid/{metric_name}": score, "epoch": epoch}, at.step)
+    if at.best_score is None or score > at.best_score:
+        previous = "" if at.best_score is None else f"{at.best_score:.4f} → "
+        save_best(model, evaluation)
+        at.best_score, at.best_step, at.since_best = score, at.step, 0
+        tqdm.write(f"step {at.step} (epoch {epoch:.2f}): {metric_name} {previous}{score:.4f} (best), saved")
+        return evaluation
+    at.since_best += 1
+    tqdm.write(f"step {at.step} (epoch {epoch:.2f}): {metric_name} {score:.4f} (best {at.best_score:.4f}), not saved")
+    return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -18,23 +19,42 @@ from foldnlp.inference import predict
 from foldnlp.modeling import load_model, load_tokenizer
 from foldnlp.tasks.qa import task
 from foldnlp.tracking import Tracker
-from foldnlp.training import Evaluation, fit, make_accelerator
+from foldnlp.provenance import differences, run_provenance
+from foldnlp.training import Evaluation, StateSaving, fit, make_accelerator
+from foldnlp.training_state import read_state_json
 
 log = logging.getLogger(__name__)
 
 
-def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, progress: bool = True) -> dict:
-    """Train fold `fold` of experiment cfg; returns the metrics written to fold<k>/metrics.json."""
+def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, resume: bool = False,
+               progress: bool = True) -> dict:
+    """Train fold `fold` of experiment cfg; returns the metrics written to fold<k>/metrics.json.
+
+    A finished fold is kept unless overwrite; resume continues an unfinished fold from its saved training state
+    (and returns a finished fold's metrics untouched), so one loop over all folds with resume picks up after a crash.
+    """
     paths = artifacts.RunPaths.of(cfg.output_dir, cfg.name)
+    fold_path = artifacts.fold_file(cfg.folds.folds_dir, cfg.folds.scheme)
+    if not fold_path.is_file():
+        raise InputError(f"fold file {fold_path} does not exist: run `python make_folds.py` with this config first")
+    seed = cfg.train.seed + fold
+    provenance = run_provenance(cfg, fold_path, seed)
     if paths.metrics(fold).is_file() and not overwrite:
+        if resume:
+            log.info("fold %d of %s already finished; nothing to resume", fold, paths.root)
+            return json.loads(paths.metrics(fold).read_text(encoding="utf-8"))
         raise InputError(f"fold {fold} of {paths.root} already finished ({paths.metrics(fold)}); "
                          "pass --overwrite to train it again")
-    train, valid = split_fold(cfg, fold)
+    resume = _check_saved_state(paths, fold, provenance, overwrite=overwrite, resume=resume)
+    check_same_experiment(paths, fold, provenance)
+    if overwrite:  # the old fold's outputs must not outlive it half-replaced if this run is killed
+        for stale in (paths.metrics(fold), paths.test_scores(fold), paths.test_predictions(fold)):
+            stale.unlink(missing_ok=True)
+    train, valid = split_fold(cfg, fold, fold_path)
     train = pd.concat([train, external_rows(cfg, exclude_ids=set(valid["id"]) | test_ids(cfg))], ignore_index=True)
     log.info("fold %d: %d training rows (languages: %s), %d validation rows", fold, len(train),
              train["language"].value_counts().to_dict(), len(valid))
 
-    seed = cfg.train.seed + fold
     set_seed(seed)
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     train_windows = task.training_set(task.make_features(tokenizer, train, cfg.features, with_labels=True))
@@ -59,24 +79,80 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, pro
     result = fit(model, train_windows, cfg.train, accelerator=accelerator, pad_id=tokenizer.pad_token_id,
                  loss_fn=task.make_loss(cfg.train), evaluate=evaluate, save_best=save_best,
                  head_prefixes=task.HEAD_PREFIXES, seed=seed, metric_name=task.METRIC, log_metrics=tracker.log,
-                 progress=progress)
+                 progress=progress, state=StateSaving(paths.training_state(fold), provenance, resume))
+    payload = result.best_payload
+    if payload is None:  # resumed after the best evaluation: recompute its outputs from the saved checkpoint
+        best = evaluate(load_model(cfg.task, str(artifacts.checked_model_dir(paths.model_dir(fold)))))
+        if best.score != result.best_score:
+            log.warning("fold %d: the saved best checkpoint scores %.6f, the run recorded %.6f", fold, best.score,
+                        result.best_score)
+        payload = best.payload
     metrics = {"fold": fold, task.METRIC: result.best_score, "best_step": result.best_step,
                "stopped_early": result.stopped_early, "train_seconds": round(time.perf_counter() - started, 1),
-               "train_rows": len(train), "valid_rows": len(valid), "history": result.history}
-    write_oof(paths, fold, valid, *result.best_payload)
+               "train_rows": len(train), "valid_rows": len(valid), "history": result.history,
+               "provenance": provenance}
+    write_oof(paths, fold, valid, *payload)
     artifacts.atomic_write_json(paths.metrics(fold), metrics)  # written last: marks the fold as finished
+    artifacts.remove_dir(paths.training_state(fold))
     tracker.finish({f"best_{task.METRIC}": result.best_score, "best_step": result.best_step})
     log.info("fold %d: best %s %.4f at step %d; outputs in %s", fold, task.METRIC, result.best_score,
              result.best_step, paths.fold_dir(fold))
     return metrics
 
 
-def split_fold(cfg: ExperimentConfig, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _check_saved_state(paths: artifacts.RunPaths, fold: int, provenance: dict, *, overwrite: bool,
+                       resume: bool) -> bool:
+    """Whether to resume: a saved state of an unfinished run is continued only on request, and only when it
+    belongs to this config and data; overwrite discards it."""
+    folder = paths.training_state(fold)
+    if not artifacts.recover_dir(folder).exists():
+        if resume:
+            log.info("fold %d: no saved training state in %s; starting from the beginning", fold, folder)
+        return False
+    if overwrite:
+        artifacts.remove_dir(folder)
+        return False
+    saved = read_state_json(folder)
+    step = saved["position"]["step"]
+    if not resume:
+        raise InputError(f"fold {fold} of {paths.root} has a saved training state at step {step} from an unfinished "
+                         f"run ({folder}): pass --resume to continue it or --overwrite to start again")
+    mismatch = _provenance_mismatch(saved["provenance"], provenance)
+    if mismatch:
+        raise InputError(f"cannot resume fold {fold} from {folder}: it was saved by a different run ({mismatch}); "
+                         "pass --overwrite to start again")
+    return True
+
+
+def check_same_experiment(paths: artifacts.RunPaths, fold: int, provenance: dict) -> None:
+    """An experiment's folds must share one config, fold file and data, or their CV means nothing."""
+    for other in paths.trained_folds():
+        if other == fold:
+            continue
+        recorded = json.loads(paths.metrics(other).read_text(encoding="utf-8")).get("provenance")
+        mismatch = _provenance_mismatch(recorded, provenance) if recorded else "it has no provenance record"
+        if mismatch:
+            raise InputError(f"fold {other} of {paths.root} was trained differently ({mismatch}); all folds of an "
+                             "experiment must share config, folds and data: give this run its own name "
+                             f"(--set name=...) or retrain fold {other} with --overwrite")
+
+
+def _provenance_mismatch(recorded: dict, current: dict) -> str:
+    """'' when recorded and current describe the same training, else what differs."""
+    parts = []
+    if recorded["config_sha256"] != current["config_sha256"]:
+        parts.append("config " + "; ".join(differences(recorded["config"], current["config"])))
+    if recorded["fold_file"]["sha256"] != current["fold_file"]["sha256"]:
+        parts.append(f"fold file {recorded['fold_file']['path']} changed")
+    changed = [path for path, digest in current["data"].items() if recorded["data"].get(path) != digest]
+    if changed:
+        parts.append(f"data file(s) {', '.join(changed)} changed")
+    return "; ".join(parts)
+
+
+def split_fold(cfg: ExperimentConfig, fold: int, fold_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(training rows, validation rows) of one fold; train.max_train_examples caps the training rows."""
     frame = read_qa_csv(cfg.data.train_csv, with_answers=True)
-    fold_path = artifacts.fold_file(cfg.folds.folds_dir, cfg.folds.scheme)
-    if not fold_path.is_file():
-        raise InputError(f"fold file {fold_path} does not exist: run `python make_folds.py` with this config first")
     folds = read_folds(fold_path, frame["id"])
     if fold not in set(folds):
         raise InputError(f"--fold {fold}: {fold_path} has folds {sorted(set(folds))}")

@@ -44,6 +44,12 @@ class CharScores:
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
         return self.start[lo:hi], self.end[lo:hi]
 
+    def select(self, ids) -> "CharScores":
+        """The examples with these ids (each present once), in that order."""
+        position = {id_: i for i, id_ in enumerate(self.ids.tolist())}
+        chosen = [position[i] for i in ids]
+        return CharScores.from_lists(ids, [self.example(i)[0] for i in chosen], [self.example(i)[1] for i in chosen])
+
     @classmethod
     def from_lists(cls, ids, starts: list[np.ndarray], ends: list[np.ndarray]) -> "CharScores":
         """Pack per-example arrays (in the order of ids) into one CharScores."""

@@ -1,0 +1,59 @@
+"""What a run was made from: hashes of its fold file, data files and training config.
+
+Recorded in every fold's metrics.json and training state, so that a resumed fold continues only the run it
+belongs to, and ensemble.py refuses to blend experiments trained on different folds or data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from foldnlp.config import ExperimentConfig, to_dict
+
+# Fields that change neither the trained weights nor the out-of-fold outputs: editing them between folds (a bigger
+# inference batch, wandb off) or copying a run under another name does not make a different experiment.
+_NOT_TRAINING = ("name", "output_dir", "inference", "tracking")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def training_config(cfg: ExperimentConfig) -> dict:
+    """The config fields that decide what a fold learns, as a plain dict."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in _NOT_TRAINING}
+
+
+def config_sha256(cfg: ExperimentConfig) -> str:
+    return hashlib.sha256(json.dumps(training_config(cfg), sort_keys=True).encode()).hexdigest()
+
+
+def run_provenance(cfg: ExperimentConfig, fold_file: Path, seed: int) -> dict:
+    """Hashes of everything a fold's training read (paths as given in the config, never resolved)."""
+    external = [entry.partition(":")[2] for entry in cfg.data.external_squad]
+    return {"config_sha256": config_sha256(cfg), "config": training_config(cfg), "seed": seed,
+            "fold_file": {"path": str(fold_file), "sha256": file_sha256(fold_file)},
+            "data": {path: file_sha256(path) for path in [cfg.data.train_csv, *external]}}
+
+
+def differences(recorded: dict, current: dict) -> list[str]:
+    """'train.lr: 0.0001 → 0.0002' for every config field that differs between two training_config() dicts."""
+    flat_a, flat_b = _flatten(recorded), _flatten(current)
+    return [f"{key}: {flat_a.get(key, '(absent)')} → {flat_b.get(key, '(absent)')}"
+            for key in sorted(set(flat_a) | set(flat_b)) if flat_a.get(key) != flat_b.get(key)]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -1,0 +1,149 @@
+"""The resumable training state of a fold, saved and loaded without pickle.
+
+A state folder holds everything needed to continue a killed run as if it had never stopped:
+
+    model.safetensors      current weights (not the best ones: those are in fold<k>/model/)
+    optimizer.safetensors  the optimizer's per-parameter tensors (AdamW moments and step counts)
+    rng.safetensors        torch's CPU (and CUDA) random generator states
+    state.json             step, data-order position, best score, early-stopping counter, evaluation history,
+                           optimizer hyper-parameters, scheduler and grad-scaler states, python and numpy RNG
+                           states, and the provenance (config and data hashes) of the run it belongs to
+
+Only safetensors and JSON are read back, so loading a state can never execute code.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from foldnlp import artifacts
+from foldnlp.errors import InputError
+
+STATE_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json")
+
+
+@dataclass
+class LoopPosition:
+    """Where the training loop stands, in plain JSON types."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # index of the epoch being trained (0-based)
+    batches_done: int = 0  # batches of that epoch this process has consumed
+    epoch_rng: dict | None = None  # data-order generator state *before* this epoch's batches were drawn
+    loss_avg: float | None = None  # running loss shown in the progress bar
+    since_best: int = 0  # evaluations since the last new best (early stopping)
+    best_score: float | None = None
+    best_step: int = 0
+    stopped_early: bool = False
+    history: list[dict] = field(default_factory=list)
+    elapsed_s: float = 0.0  # training seconds before this process started (for the history's elapsed_s)
+
+
+def save_state(folder: Path, *, model, optimizer, scheduler, scaler, position: LoopPosition,
+               provenance: dict) -> None:
+    """Write the state folder atomically (a kill leaves the previous state or this one, never a mix)."""
+
+    def fill(tmp: Path) -> None:
+        save_model(model, str(tmp / "model.safetensors"))
+        tensors, optimizer_json = _split_optimizer_state(optimizer.state_dict())
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        save_file(_torch_rng_tensors(), str(tmp / "rng.safetensors"))
+        state = {"position": asdict(position), "optimizer": optimizer_json, "scheduler": scheduler.state_dict(),
+                 "scaler": scaler.state_dict() if scaler is not None else None,
+                 "python_rng": _python_rng_to_json(random.getstate()), "numpy_rng": _numpy_rng_to_json(),
+                 "provenance": provenance}
+        (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
+
+    artifacts.atomic_write_dir(folder, fill)
+
+
+def read_state_json(folder: Path) -> dict:
+    """state.json of a state folder (InputError when incomplete, e.g. copied by hand)."""
+    folder = artifacts.recover_dir(folder)
+    missing = [name for name in STATE_FILES if not (folder / name).is_file()]
+    if missing:
+        raise InputError(f"training state {folder} is incomplete (missing {', '.join(missing)}); "
+                         "start the fold again with --overwrite")
+    return json.loads((folder / "state.json").read_text(encoding="utf-8"))
+
+
+def load_state(folder: Path, *, model, optimizer, scheduler, scaler) -> LoopPosition:
+    """Restore weights, optimizer, scheduler, scaler and every RNG from the folder; returns the loop position.
+
+    Call after accelerator.prepare: the optimizer then moves the loaded moments to its parameters' device.
+    """
+    state = read_state_json(folder)
+    load_model(model, str(folder / "model.safetensors"), strict=True)
+    optimizer.load_state_dict(_join_optimizer_state(load_file(str(folder / "optimizer.safetensors")),
+                                                    state["optimizer"]))
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    _set_torch_rng(load_file(str(folder / "rng.safetensors")))
+    random.setstate(_python_rng_from_json(state["python_rng"]))
+    np.random.set_state(_numpy_rng_from_json(state["numpy_rng"]))
+    return LoopPosition(**state["position"])
+
+
+def _split_optimizer_state(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """torch optimizer state_dict → (tensors keyed "<param index>.<name>", everything else as JSON)."""
+    tensors, scalars = {}, {}
+    for index, values in state_dict["state"].items():
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def _join_optimizer_state(tensors: dict[str, torch.Tensor], saved: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    for index, values in saved["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in saved["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def _torch_rng_tensors() -> dict[str, torch.Tensor]:
+    tensors = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return tensors
+
+
+def _set_torch_rng(tensors: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(tensors["cpu"])
+    cuda = [tensors[f"cuda{i}"] for i in range(len(tensors) - 1)]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _python_rng_to_json(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _python_rng_from_json(saved: list) -> tuple:
+    version, internal, gauss = saved
+    return version, tuple(internal), gauss
+
+
+def _numpy_rng_to_json() -> list:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return [name, keys.tolist(), pos, has_gauss, cached]
+
+
+def _numpy_rng_from_json(saved: list) -> tuple:
+    name, keys, pos, has_gauss, cached = saved
+    return name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached
