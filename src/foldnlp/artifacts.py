@@ -13,6 +13,7 @@ outputs/<experiment>/test/fold<k>.csv         id, prediction
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -77,11 +78,30 @@ CHECKPOINT_FILES = ("model.safetensors", "config.json", "tokenizer.json", "token
                     CONFIG_BESIDE_WEIGHTS)
 
 
+_SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+# Pickle formats: unpickling runs arbitrary code, so a downloaded or shared checkpoint in them is never loaded.
+_PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def check_safetensors_weights(folder: str | Path) -> None:
+    """Refuse a local model folder whose weights exist only in a pickle format (or not at all)."""
+    path = Path(folder)
+    if not path.is_dir() or any((path / name).is_file() for name in _SAFE_WEIGHTS):
+        return  # not a local folder (a hub name), or safe weights present: from_pretrained then takes only those
+    pickled = sorted(p.name for pattern in _PICKLED_WEIGHTS for p in path.glob(pattern))
+    if pickled:
+        raise InputError(f"refusing to load pickled weights {path / pickled[0]}: only safetensors are loaded "
+                         "(unpickling can run code). Convert once, in a process you trust: "
+                         "AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)")
+    raise InputError(f"{path}: no model.safetensors (or model.safetensors.index.json) in the model folder")
+
+
 def checked_model_dir(path: str | Path) -> Path:
     """A fold's checkpoint folder, recovered from an interrupted swap and checked to hold every file."""
     path = recover_dir(path)
     if not path.is_dir():
         raise InputError(f"no checkpoint folder {path}: train the fold first (train_fold.py)")
+    check_safetensors_weights(path)
     missing = [name for name in CHECKPOINT_FILES if not (path / name).is_file()]
     if missing:
         raise InputError(f"checkpoint {path} is missing {', '.join(missing)}: copy the whole folder again or "
@@ -96,9 +116,20 @@ def fold_file(folds_dir: str | Path, scheme: str) -> Path:
 def _temp_sibling(path: Path) -> Path:
     """A unique temporary name in the target's folder, so the final os.replace stays on one filesystem."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     return Path(tmp)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete what a killed writer of `path` left behind (a checkpoint-sized temp folder per crash would fill the
+    disk). Each artifact has one writer at a time, so any temp of it that exists now is stale."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -135,6 +166,7 @@ def atomic_write_dir(path: str | Path, fill) -> None:
     """
     path = recover_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     old = _aside(path)
     try:

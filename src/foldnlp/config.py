@@ -98,7 +98,7 @@ class InferenceConfig:
     precision: str = "auto"
     # The test set is predicted in chunks of about this many context characters, each streamed to disk: peak
     # memory depends on this, not on the test set's size (see bench/inference_memory.py).
-    chunk_chars: int = 5_000_000
+    chunk_chars: int = 1_000_000
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,11 @@
 """Read competition CSVs and SQuAD-style external data into one canonical, validated QA frame."""
 
+import difflib
 import io
 import json
 import logging
+import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +97,13 @@ def read_text_csv(path) -> pd.DataFrame:
 def require_columns(frame: pd.DataFrame, columns, path) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise InputError(f"{path}: missing required column(s) {', '.join(missing)}; "
-                         f"found columns: {', '.join(map(str, frame.columns))}")
+        found = [str(c) for c in frame.columns]
+        hints = [f"'{match[0]}' for '{c}'" for c in missing
+                 if (match := difflib.get_close_matches(c, found, n=1, cutoff=0.6)
+                     or [f for f in found if f.strip().lower() == c])]
+        hint = f" (renamed? found {', '.join(hints)}; names are case-sensitive)" if hints else ""
+        raise InputError(f"{path}: missing required column(s) {', '.join(missing)}{hint}; "
+                         f"found columns: {', '.join(found)}")
 
 
 def row_labels(frame: pd.DataFrame, positions, unit: str = "row") -> list[str]:
@@ -176,25 +184,40 @@ def _parse_answer_start(frame: pd.DataFrame, path) -> pd.Series:
 
 
 def _repair_answer_starts(frame: pd.DataFrame, path, unit: str = "row") -> pd.DataFrame:
-    """Point answer_start at the occurrence of answer_text nearest to it; raise where the text never occurs."""
+    """Point answer_start at the occurrence of answer_text nearest to it; raise where the text never occurs.
+
+    An answer that matches the context only once Unicode normalisation (NFC vs NFD) and zero-width/format
+    characters (ZWJ, ZWNJ, BOM, soft hyphen) are ignored is replaced by the context's own spelling of it, so that
+    labels are exact character spans and predictions (always context substrings) can match the truth.
+    """
     starts = frame["answer_start"].to_numpy(dtype="int64", copy=True)
-    repaired, absent = [], []
-    for pos, (context, answer) in enumerate(zip(frame["context"], frame["answer_text"])):
+    answers = frame["answer_text"].tolist()
+    repaired, respelled, absent = [], [], []
+    for pos, (context, answer) in enumerate(zip(frame["context"], answers)):
         if context[starts[pos]: starts[pos] + len(answer)] == answer:
             continue
         nearest = _nearest_occurrence(context, answer, starts[pos])
-        if nearest is None:
-            absent.append(pos)
-        else:
+        if nearest is not None:
             starts[pos] = nearest
             repaired.append(pos)
+            continue
+        span = _nearest_canonical_occurrence(context, answer, starts[pos])
+        if span is None:
+            absent.append(pos)
+        else:
+            starts[pos], answers[pos] = span[0], context[span[0]: span[1]]
+            respelled.append(pos)
     if absent:
         raise InputError(f"{path}: column 'answer_text' does not occur in the context in {len(absent)} {unit}(s): "
                          f"{format_rows(row_labels(frame, absent, unit))}")
     if repaired:
         log.warning("%s: repaired answer_start in %d %s(s) to the nearest occurrence of answer_text (ids: %s)",
                     path, len(repaired), unit, format_rows(frame["id"].iloc[repaired], limit=5))
-    return frame.assign(answer_start=starts)
+    if respelled:
+        log.warning("%s: answer_text differs from the context only in Unicode normalisation or zero-width characters "
+                    "in %d %s(s); replaced by the context's spelling (ids: %s)", path, len(respelled), unit,
+                    format_rows(frame["id"].iloc[respelled], limit=5))
+    return frame.assign(answer_start=starts, answer_text=answers)
 
 
 def _nearest_occurrence(context: str, answer: str, start: int) -> int | None:
@@ -205,3 +228,45 @@ def _nearest_occurrence(context: str, answer: str, start: int) -> int | None:
         at = context.find(answer, at + 1)
     # Ties go to the earlier occurrence so the result does not depend on search order.
     return min(occurrences, key=lambda o: (abs(o - start), o), default=None)
+
+
+def canonical(text: str) -> str:
+    """NFC without format characters (Unicode category Cf: zero-width joiners and spaces, BOM, soft hyphen)."""
+    return unicodedata.normalize("NFC", "".join(ch for ch in text if unicodedata.category(ch) != "Cf"))
+
+
+def canonical_view(text: str) -> tuple[str, np.ndarray]:
+    """(canonical(text), origin): origin[j] is the index in text where canonical character j begins.
+
+    Works run by run (whitespace and non-whitespace): normalisation never composes across whitespace, and a run
+    that normalisation leaves unchanged (nearly all) maps one to one.
+    """
+    pieces, origin = [], []
+    for run in re.finditer(r"\s+|\S+", text):
+        kept = [i for i, ch in enumerate(run.group()) if unicodedata.category(ch) != "Cf"]
+        plain = "".join(run.group()[i] for i in kept)
+        normal = unicodedata.normalize("NFC", plain)
+        if normal == plain:
+            origin.extend(run.start() + i for i in kept)
+        else:  # canonical character j begins at the first kept character whose prefix normalises past j
+            lengths = [len(unicodedata.normalize("NFC", plain[: k + 1])) for k in range(len(plain))]
+            origin.extend(run.start() + kept[next(k for k, n in enumerate(lengths) if n > j)]
+                          for j in range(len(normal)))
+        pieces.append(normal)
+    return "".join(pieces), np.array(origin, dtype=np.int64)
+
+
+def _nearest_canonical_occurrence(context: str, answer: str, start: int) -> tuple[int, int] | None:
+    """(start, end) in context of the occurrence of answer nearest to start, compared in canonical form."""
+    wanted = canonical(answer)
+    if not wanted:
+        return None
+    view, origin = canonical_view(context)
+    at = _nearest_occurrence(view, wanted, int(np.searchsorted(origin, start)))
+    if at is None:
+        return None
+    end = at + len(wanted)
+    begin, stop = int(origin[at]), int(origin[end]) if end < len(origin) else len(context)
+    while stop > begin and unicodedata.category(context[stop - 1]) == "Cf":  # no trailing zero-width characters
+        stop -= 1
+    return begin, stop

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers 5 prints a bar on every load
 
@@ -12,29 +11,13 @@ import transformers  # noqa: E402
 from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer  # noqa: E402
 
 from foldnlp.config import ModelConfig  # noqa: E402
-from foldnlp.errors import InputError  # noqa: E402
+from foldnlp.artifacts import check_safetensors_weights  # noqa: E402
 from foldnlp.pretrained import resolve_model_path  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 log = logging.getLogger(__name__)
 
 _HEADS = {"qa": AutoModelForQuestionAnswering}
-_SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
-# Pickle formats: unpickling runs arbitrary code, so a downloaded or shared checkpoint in them is never loaded.
-_PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
-
-
-def check_safetensors_weights(folder: str) -> None:
-    """Refuse a local model folder whose weights exist only in a pickle format."""
-    path = Path(folder)
-    if not path.is_dir() or any((path / name).is_file() for name in _SAFE_WEIGHTS):
-        return  # not a local folder (a hub name) or safe weights present: from_pretrained takes only those
-    pickled = sorted(p.name for pattern in _PICKLED_WEIGHTS for p in path.glob(pattern))
-    if pickled:
-        raise InputError(f"refusing to load pickled weights {path / pickled[0]}: only safetensors are loaded "
-                         "(unpickling can run code). Convert once, in a process you trust: "
-                         "AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)")
-    raise InputError(f"{path}: no model.safetensors (or model.safetensors.index.json) in the model folder")
 
 
 def load_tokenizer(path: str):

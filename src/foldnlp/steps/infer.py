@@ -47,7 +47,7 @@ def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | None, sampl
     The test set goes through in chunks of about chunk_chars context characters whose scores are streamed to disk,
     so memory stays bounded however many long contexts there are.
     """
-    paths = artifacts.RunPaths(run_dir)
+    paths = artifacts.RunPaths(Path(run_dir))
     run_cfg = load_run_config(paths)
     folds = folds if folds is not None else paths.trained_folds()
     if not folds:

@@ -70,6 +70,8 @@ def build_features(tokenizer, questions, contexts, cfg: FeaturesConfig, answer_s
     enc = tokenizer(
         questions, list(contexts), truncation="only_second", max_length=cfg.max_len, stride=cfg.doc_stride,
         return_overflowing_tokens=True, return_offsets_mapping=True, padding=False,
+        # Not needed (masks are rebuilt per batch) and, as Python lists, ~100 bytes per token of a long test set.
+        return_attention_mask=False, return_token_type_ids=False,
     )
     example_index = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
     input_ids, context_offsets = [], []
