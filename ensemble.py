@@ -15,6 +15,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="outputs/submission.csv", help="where to write the submission")
     p.add_argument("--max-answer-chars", type=int, help="longest answer in characters (default: from the config)")
     p.add_argument("--max-answer-words", type=int, help="longest answer in words (default: from the config)")
+    p.add_argument("--no-cv", action="store_true",
+                   help="skip the out-of-fold CV report (for run folders with test outputs only, e.g. in a kernel)")
     p.add_argument("--n-best", type=int,
                    help="candidate answers per question written to <out>.nbest.csv (default: from the config; "
                         "1 writes none)")
@@ -28,7 +30,8 @@ def main(argv=None) -> int:
                                      ("max_answer_words", args.max_answer_words), ("n_best", args.n_best))
                    if v is not None}
         report = ensemble([Path(e) for e in args.experiments], weights=args.weights, test_csv=args.test_csv,
-                          sample_csv=args.sample_submission, out=Path(args.out), decode_overrides=changes)
+                          sample_csv=args.sample_submission, out=Path(args.out), decode_overrides=changes,
+                          score_oof=not args.no_cv)
         print(report)
         print(f"wrote {args.out}")
         return 0

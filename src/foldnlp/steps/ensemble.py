@@ -31,15 +31,20 @@ class Experiment:
 
 
 def ensemble(run_dirs: list[Path], *, weights: list[float] | None, test_csv: str | None, sample_csv: str | None,
-             out: Path, decode_overrides: dict | None = None) -> str:
+             out: Path, decode_overrides: dict | None = None, folds: list[list[int]] | None = None,
+             score_oof: bool = True) -> str:
     """Write the blended submission to `out`; returns the CV report of the blended out-of-fold outputs.
 
-    decode_overrides: DecodeConfig fields replacing the first experiment's (max_answer_chars, ...)."""
-    experiments = [_open(Path(d)) for d in run_dirs]
+    decode_overrides: DecodeConfig fields replacing the first experiment's (max_answer_chars, ...).
+    folds: per run dir, the folds to blend (default: every trained fold, found by its metrics.json).
+    score_oof=False skips the CV report, for test-only run folders (a Kaggle kernel has no OOF outputs or train CSV).
+    """
+    folds = folds if folds is not None else [None] * len(run_dirs)
+    experiments = [_open(Path(d), k) for d, k in zip(run_dirs, folds, strict=True)]
     if weights is not None and len(weights) != len(experiments):
         raise InputError(f"--weights: {len(weights)} weights for {len(experiments)} experiments")
     decode_cfg = dataclasses.replace(experiments[0].cfg.decode, **(decode_overrides or {}))
-    report = cv_report(experiments, weights, decode_cfg)
+    report = cv_report(experiments, weights, decode_cfg) if score_oof else "CV not computed (test-only blend)"
     test_csv = test_csv or experiments[0].cfg.data.test_csv
     sample_csv = Path(sample_csv or sample_submission_path(test_csv, experiments[0].cfg.data.sample_submission_csv))
     test, sample = read_test(test_csv, sample_csv)
@@ -81,10 +86,10 @@ def cv_report(experiments: list[Experiment], weights: list[float] | None, decode
     return "\n".join(lines)
 
 
-def _open(run_dir: Path) -> Experiment:
+def _open(run_dir: Path, folds: list[int] | None) -> Experiment:
     paths = artifacts.RunPaths(run_dir)
     cfg = load_run_config(paths)
-    folds = paths.trained_folds()
+    folds = folds if folds is not None else paths.trained_folds()
     if not folds:
         raise InputError(f"{run_dir} has no trained fold (no fold*/metrics.json): run train_fold.py first")
     return Experiment(paths, cfg, folds)
