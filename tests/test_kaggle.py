@@ -219,7 +219,7 @@ def test_kernel_runs_offline_in_a_fresh_venv_and_writes_the_submission(built, tm
     assert "[kernel] installed from" in result.log
 
 
-def test_local_run_cli_and_help(built, tmp_path):
+def test_cli_help_and_a_bad_name_exits_with_status_2(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     helped = subprocess.run([sys.executable, "-m", "foldnlp.kaggle", "build", "--help"], capture_output=True,
                             text=True, env=env)
@@ -238,7 +238,7 @@ def test_kernel_script_embeds_settings_as_data(built):
     assert settings["competition"] == COMPETITION and settings["python"] == PYTHON
     assert settings["datasets"] == {k: f"foldnlp-tiny-{k}" for k in ("code", "weights", "wheels")}
     assert settings["features"] == {"doc_stride": 32} and settings["foldnlp"] == "foldnlp==0.1.0"
-    assert "torch==2.13.0" in settings["requirements"]
+    assert "torch==2.13.0" in settings["requirements"] and settings["image_packages"] == []
 
 
 def test_kaggle_has_leaves_out_a_package_and_what_only_it_needs(tmp_path):
@@ -296,3 +296,10 @@ def test_flops_of_a_window_follow_the_model_shape():
     per_token = shape.flops(np.array([1])) - 4 * 12 * 768
     assert per_token == pytest.approx(2 * 85e6, rel=0.01)
     assert shape.flops(np.array([256, 128])) == shape.flops(np.array([256])) + shape.flops(np.array([128]))
+
+
+def test_a_gpu_kernel_leaves_torch_to_the_image_unless_told_otherwise():
+    options = bundle.Options(competition=COMPETITION, user=USER, name="foldnlp-tiny")
+    assert options.gpu and bundle.image_packages(options) == ["torch"]
+    assert bundle.image_packages(bundle.Options(COMPETITION, USER, "foldnlp-tiny", gpu=False)) == []
+    assert bundle.image_packages(bundle.Options(COMPETITION, USER, "foldnlp-tiny", kaggle_has=["PyYAML"])) == ["pyyaml"]

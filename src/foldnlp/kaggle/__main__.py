@@ -91,18 +91,17 @@ def main(argv=None) -> int:
 
 
 def _build(args, overrides: dict) -> int:
-    from foldnlp.kaggle.bundle import Options, build_bundle, default_name
+    from foldnlp.kaggle.bundle import Options, build_bundle, default_name, image_packages
 
     name = args.name or default_name(args.experiments)
     out = args.out or Path("kernels") / name
-    kaggle_has = args.kaggle_has if args.kaggle_has is not None else (["torch"] if args.gpu else [])
-    options = Options(competition=args.competition, user=args.user, name=name, gpu=args.gpu, kaggle_has=kaggle_has,
+    options = Options(competition=args.competition, user=args.user, name=name, gpu=args.gpu, kaggle_has=args.kaggle_has,
                       requirements=args.requirements, python_version=args.python_version,
                       license_name=args.license_name, precision=args.precision, batch_size=args.batch_size,
                       features=overrides, blend_weights=args.weights)
     summary = build_bundle(args.experiments, out, options)
     print(f"bundle {out} ({'GPU' if args.gpu else 'CPU'} kernel; left to the Kaggle image: "
-          f"{', '.join(kaggle_has) or 'nothing'}):")
+          f"{', '.join(image_packages(options)) or 'nothing'}):")
     for item in summary:
         print(f"  {item.slug:<40} {item.files:>4} files {item.bytes / 1e6:>10.1f} MB   {item.folder}")
     datasets = [item.folder for item in summary[:-1]]

@@ -46,7 +46,9 @@ class Options:
     user: str
     name: str
     gpu: bool = True
-    kaggle_has: list[str] = field(default_factory=list)  # packages the image provides: no wheels shipped
+    # Packages the image provides (no wheels shipped); None: torch on a GPU (the image's CUDA build must stay, a
+    # wheel from here would replace it), nothing on a CPU.
+    kaggle_has: list[str] | None = None
     requirements: Path = Path("requirements.txt")
     python_version: str = wheels.KAGGLE_PYTHON
     license_name: str = "CC0-1.0"
@@ -78,7 +80,7 @@ def build_bundle(experiments: list[Path], out: Path, options: Options) -> list[D
     if options.blend_weights is not None and len(options.blend_weights) != len(runs):
         raise InputError(f"--weights: {len(options.blend_weights)} weights for {len(runs)} experiments")
     pins = wheels.read_pins(options.requirements)
-    kaggle_has = {canonicalize_name(p) for p in options.kaggle_has}
+    kaggle_has = set(image_packages(options))
     requirements = [spec for name, spec in zip(wheels.INFERENCE_PACKAGES, wheels.inference_pins(pins))
                     if name not in kaggle_has]
     slugs = {kind: metadata.dataset_slug(options.name, kind) for kind in metadata.DATASET_KINDS}
@@ -104,6 +106,12 @@ def build_bundle(experiments: list[Path], out: Path, options: Options) -> list[D
         [_summary(f"{options.name} (kernel)", out / "kernel")]
 
 
+def image_packages(options: Options) -> list[str]:
+    """Canonical names of the packages left to the Kaggle image."""
+    chosen = options.kaggle_has if options.kaggle_has is not None else (["torch"] if options.gpu else [])
+    return sorted({canonicalize_name(p) for p in chosen})
+
+
 def kernel_settings(options: Options, slugs: dict[str, str], requirements: list[str]) -> dict:
     """What the kernel script needs, as data: where its inputs are and how to install and run."""
     return {
@@ -112,6 +120,7 @@ def kernel_settings(options: Options, slugs: dict[str, str], requirements: list[
         "python": options.python_version,
         "foldnlp": f"foldnlp=={foldnlp.__version__}",
         "requirements": requirements,  # pinned; the rest of the wheels dataset are their dependencies
+        "image_packages": image_packages(options),
         "precision": options.precision,
         "batch_size": options.batch_size,
         "features": options.features,

@@ -7,6 +7,7 @@ local run of the same script).
 """
 
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ def main() -> None:
     input_dir = Path(os.environ.get("KAGGLE_INPUT_DIR", "/kaggle/input"))
     working = Path(os.environ.get("KAGGLE_WORKING_DIR", "/kaggle/working"))
     check_python()
+    check_image()
     datasets = {kind: find_dir(input_dir, slug) for kind, slug in SETTINGS["datasets"].items()}
     competition = find_dir(input_dir, SETTINGS["competition"])
     install(datasets["wheels"], datasets["code"], working)
@@ -49,6 +51,19 @@ def check_python() -> None:
     if running != SETTINGS["python"]:
         sys.exit(f"the wheels dataset holds wheels for Python {SETTINGS['python']}, this kernel runs Python {running}: "
                  f"rebuild the bundle with --python-version {running}")
+
+
+def check_image() -> None:
+    """The packages the bundle leaves to the image (build --kaggle-has) must be installed already."""
+    missing = []
+    for name in SETTINGS["image_packages"]:
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+    if missing:
+        sys.exit(f"the bundle expects {', '.join(missing)} from the image, which lacks them: rebuild with --kaggle-has "
+                 "naming only what this image has (a bundle built with --no-gpu ships everything)")
 
 
 def find_dir(input_dir: Path, slug: str) -> Path:
