@@ -230,6 +230,17 @@ def test_cli_help_and_a_bad_name_exits_with_status_2(tmp_path):
     assert bad.returncode == 2 and "--name 'Bad Name'" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_build_and_local_run_never_replace_a_folder_they_did_not_make(tiny_run, built, tmp_path):
+    keep = tmp_path / "project"
+    (keep / "src").mkdir(parents=True)
+    options = bundle.Options(competition=COMPETITION, user=USER, name="foldnlp-tiny")
+    with pytest.raises(InputError, match="--out .* is not a bundle"):
+        bundle.build_bundle([tiny_run], keep, options)
+    with pytest.raises(InputError, match="--workdir .* was not made by a local run"):
+        run_kernel_locally(built, FIXTURES / "chaii_test.csv", FIXTURES / "chaii_sample_submission.csv", keep)
+    assert (keep / "src").is_dir()
+
+
 def test_kernel_script_embeds_settings_as_data(built):
     script = (built / "kernel" / "foldnlp-tiny.py").read_text()
     namespace: dict = {}
@@ -303,3 +314,14 @@ def test_a_gpu_kernel_leaves_torch_to_the_image_unless_told_otherwise():
     assert options.gpu and bundle.image_packages(options) == ["torch"]
     assert bundle.image_packages(bundle.Options(COMPETITION, USER, "foldnlp-tiny", gpu=False)) == []
     assert bundle.image_packages(bundle.Options(COMPETITION, USER, "foldnlp-tiny", kaggle_has=["PyYAML"])) == ["pyyaml"]
+
+
+def test_without_unshare_sockets_are_blocked_instead(tmp_path, monkeypatch):
+    from foldnlp.kaggle import localrun
+
+    monkeypatch.setattr(localrun.shutil, "which", lambda name: None)
+    env = localrun._kernel_env(tmp_path / "input", tmp_path / "working")
+    prefix, isolation = localrun._isolation(tmp_path, env)
+    assert prefix == [] and "sitecustomize" in isolation and "PYTHONPATH" in env
+    probe = subprocess.run([sys.executable, "-c", localrun._PROBE], env=env, capture_output=True, text=True)
+    assert probe.stdout.startswith("blocked") and "network is off" in probe.stdout

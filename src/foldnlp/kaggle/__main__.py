@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--competition", required=True, help="competition slug, as in its URL")
     b.add_argument("--user", required=True, help="your Kaggle username: owner of the datasets and the kernel")
     b.add_argument("--name", help="kernel slug and dataset prefix (default: foldnlp-<experiment names>)")
-    b.add_argument("--out", type=Path, help="bundle folder (default: kernels/<name>); replaced whole")
+    b.add_argument("--out", type=Path,
+                   help="bundle folder (default: kernels/<name>): new, empty, or an earlier bundle (replaced whole)")
     b.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=True,
                    help="run the kernel on a GPU (fp16 autocast); --no-gpu for a CPU session")
     b.add_argument("--kaggle-has", nargs="*", metavar="PKG",
@@ -52,8 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--bundle", type=Path, required=True, help="the folder `build` wrote (kernels/<name>)")
     r.add_argument("--test-csv", type=Path, required=True, help="stands in for the competition's test.csv")
     r.add_argument("--sample-submission", type=Path, help="default: sample_submission.csv beside the test CSV")
-    r.add_argument("--workdir", type=Path, required=True, help="scratch folder: input/, working/, venv/ (replaced)")
-    r.add_argument("--python", default=sys.executable, help="interpreter that creates the fresh venv")
+    r.add_argument("--workdir", type=Path, required=True,
+                   help="scratch folder for input/, working/, venv/: new, empty, or one an earlier local run made "
+                        "(it is replaced)")
+    r.add_argument("--python", default=sys.executable,
+                   help="interpreter that creates the fresh venv (default: the one running this command)")
 
     g = command("budget", "Estimate the kernel's inference time per experiment and in total against the time limit, "
                           "and the doc stride / context truncation that would fit.")

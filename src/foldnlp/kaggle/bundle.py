@@ -76,6 +76,9 @@ def build_bundle(experiments: list[Path], out: Path, options: Options) -> list[D
     metadata.check_name(options.name)
     metadata.check_owner(options.user)
     metadata.check_competition(options.competition)
+    if out.exists() and any(out.iterdir()) and not (out / "kernel" / metadata.KERNEL_METADATA).is_file():
+        raise InputError(f"--out {out} exists and is not a bundle (no kernel/{metadata.KERNEL_METADATA}); the bundle "
+                         "replaces its folder whole, so choose a new, empty or earlier bundle folder")
     runs = _open_runs(experiments)
     if options.blend_weights is not None and len(options.blend_weights) != len(runs):
         raise InputError(f"--weights: {len(options.blend_weights)} weights for {len(runs)} experiments")

@@ -41,6 +41,7 @@ def _refuse(self, address):
 
 socket.socket.connect = _refuse
 '''
+_MARKER = ".foldnlp-local-run"  # only a folder holding it is ever deleted
 _PROBE = ("import socket\ntry:\n    socket.create_connection(('pypi.org', 443), timeout=5)\n    print('open')\n"
           "except OSError as err:\n    print(f'blocked ({err})')")
 
@@ -64,8 +65,13 @@ def run_kernel_locally(bundle: Path, test_csv: Path, sample_csv: Path, workdir: 
     for path in (test_csv, sample_csv):
         if not path.is_file():
             raise InputError(f"{path}: no such file")
-    if workdir.exists():
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / _MARKER).is_file():
+            raise InputError(f"--workdir {workdir} exists and was not made by a local run; it is replaced whole, so "
+                             "choose a new, empty or earlier local-run folder")
         shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / _MARKER).write_text("made by python -m foldnlp.kaggle local-run; replaced by the next one\n")
     input_dir, working = workdir / "input", workdir / "working"
     competition = input_dir / meta["competition_sources"][0]
     competition.mkdir(parents=True)
