@@ -16,7 +16,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-answer-chars", type=int, help="longest answer in characters (default: from the config)")
     p.add_argument("--max-answer-words", type=int, help="longest answer in words (default: from the config)")
     p.add_argument("--no-cv", action="store_true",
-                   help="skip the out-of-fold CV report (for run folders with test outputs only, e.g. in a kernel)")
+                   help="skip the out-of-fold CV report: blend test outputs without the OOF outputs or the training "
+                        "CSV (the folds are still those whose training finished)")
     p.add_argument("--n-best", type=int,
                    help="candidate answers per question written to <out>.nbest.csv (default: from the config; "
                         "1 writes none)")

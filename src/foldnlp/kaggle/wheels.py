@@ -96,7 +96,7 @@ def collect_wheels(roots: list[str], pins: dict[str, str], dest: Path, *, kaggle
     while wanted:
         new = {name: reqs for name, reqs in wanted.items() if name not in chosen}
         _pip_download([_request(name, reqs, pins) for name, reqs in new.items()], dest, python_version)
-        on_disk = {w.name: w for w in map(_read_wheel, dest.glob("*.whl"))}
+        on_disk = {w.name: w for w in map(read_wheel, dest.glob("*.whl"))}
         for name in new:
             if name not in on_disk:
                 raise InputError(f"pip download gave no wheel for {name}")
@@ -182,7 +182,7 @@ def _check_consistent(chosen: dict[str, Wheel], extras: dict[str, set[str]], env
                          + " (pin a fitting version in requirements.txt)")
 
 
-def _read_wheel(path: Path) -> Wheel:
+def read_wheel(path: Path) -> Wheel:
     name, version, _, _ = parse_wheel_filename(path.name)
     with zipfile.ZipFile(path) as archive:
         metadata = next(n for n in archive.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n))
