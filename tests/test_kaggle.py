@@ -325,3 +325,16 @@ def test_without_unshare_sockets_are_blocked_instead(tmp_path, monkeypatch):
     assert prefix == [] and "sitecustomize" in isolation and "PYTHONPATH" in env
     probe = subprocess.run([sys.executable, "-c", localrun._PROBE], env=env, capture_output=True, text=True)
     assert probe.stdout.startswith("blocked") and "network is off" in probe.stdout
+
+
+def test_ensemble_cli_without_cv(tiny_run, tmp_path):
+    test_args = ["--test-csv", FIXTURES / "chaii_test.csv", "--sample-submission",
+                 FIXTURES / "chaii_sample_submission.csv"]
+    inferred = cli("infer.py", "--config", tiny_run / "config.yaml", *test_args, "--quiet")
+    assert inferred.returncode == 0, inferred.stderr[-2000:]
+    out = tmp_path / "submission.csv"
+    blended = cli("ensemble.py", "--experiments", tiny_run, *test_args, "--out", out, "--no-cv", "--quiet")
+    assert blended.returncode == 0, blended.stderr[-2000:]
+    assert "CV not computed" in blended.stdout and "CV Jaccard" not in blended.stdout
+    assert pd.read_csv(out, dtype=str)["id"].tolist() == pd.read_csv(FIXTURES / "chaii_sample_submission.csv",
+                                                                      dtype=str)["id"].tolist()
