@@ -151,14 +151,7 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
         batches = epoch_batches(data, cfg, rng)[accelerator.process_index :: accelerator.num_processes]
         for batch_idx in batches[at.batches_done :]:
             batch = _collate(data, batch_idx, pad_id, accelerator.device)
-            with accelerator.accumulate(model):
-                outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-                loss = loss_fn(outputs, batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+            loss = _train_batch(model, optimizer, accelerator, batch, loss_fn, cfg.max_grad_norm)
             at.batches_done += 1
             if not accelerator.sync_gradients:
                 continue
@@ -189,6 +182,19 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
     bar.close()
     best = -math.inf if at.best_score is None else at.best_score
     return FitResult(best, at.best_step, best_payload, at.stopped_early, at.history)
+
+
+def _train_batch(model, optimizer, accelerator: Accelerator, batch: dict, loss_fn, max_grad_norm: float):
+    """Forward and backward one batch; the optimizer steps only when gradient accumulation is complete."""
+    with accelerator.accumulate(model):
+        outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        loss = loss_fn(outputs, batch)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss
 
 
 def _collate(data: TrainingSet, batch_idx: np.ndarray, pad_id: int, device) -> dict[str, torch.Tensor]:
