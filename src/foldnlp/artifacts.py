@@ -72,6 +72,13 @@ class RunPaths:
         found = (p.parent.name for p in self.root.glob("fold*/metrics.json"))
         return sorted(int(name[len("fold"):]) for name in found if name[len("fold"):].isdigit())
 
+    def folds_to_use(self, folds: list[int] | None = None) -> list[int]:
+        """The folds asked for, else every trained fold; InputError when that leaves none."""
+        folds = folds if folds is not None else self.trained_folds()
+        if not folds:
+            raise InputError(f"{self.root} has no trained fold (no fold*/metrics.json): run train_fold.py first")
+        return folds
+
 
 # What save_checkpoint writes; a folder missing any of them was copied or written incompletely.
 CHECKPOINT_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",

@@ -230,13 +230,9 @@ def _nearest_occurrence(context: str, answer: str, start: int) -> int | None:
     return min(occurrences, key=lambda o: (abs(o - start), o), default=None)
 
 
-def canonical(text: str) -> str:
-    """NFC without format characters (Unicode category Cf: zero-width joiners and spaces, BOM, soft hyphen)."""
-    return unicodedata.normalize("NFC", "".join(ch for ch in text if unicodedata.category(ch) != "Cf"))
-
-
 def canonical_view(text: str) -> tuple[str, np.ndarray]:
-    """(canonical(text), origin): origin[j] is the index in text where canonical character j begins.
+    """(canonical text, origin): the text in NFC without format characters (Unicode category Cf: zero-width
+    joiners and spaces, BOM, soft hyphen); origin[j] is the index in text where canonical character j begins.
 
     Works run by run (whitespace and non-whitespace): normalisation never composes across whitespace, and a run
     that normalisation leaves unchanged (nearly all) maps one to one.
@@ -258,7 +254,7 @@ def canonical_view(text: str) -> tuple[str, np.ndarray]:
 
 def _nearest_canonical_occurrence(context: str, answer: str, start: int) -> tuple[int, int] | None:
     """(start, end) in context of the occurrence of answer nearest to start, compared in canonical form."""
-    wanted = canonical(answer)
+    wanted = canonical_view(answer)[0]
     if not wanted:
         return None
     view, origin = canonical_view(context)

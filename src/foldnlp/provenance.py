@@ -42,6 +42,20 @@ def run_provenance(cfg: ExperimentConfig, fold_file: Path, seed: int) -> dict:
             "data": {path: file_sha256(path) for path in [cfg.data.train_csv, *external]}}
 
 
+def mismatch(recorded: dict, current: dict) -> str:
+    """'' when two run_provenance() records describe the same training, else what differs."""
+    parts = []
+    if recorded["config_sha256"] != current["config_sha256"]:
+        parts.append("config " + ("; ".join(differences(recorded["config"], current["config"]))
+                                  or "(same fields, different hash)"))
+    if recorded["fold_file"]["sha256"] != current["fold_file"]["sha256"]:
+        parts.append(f"fold file {recorded['fold_file']['path']} changed")
+    changed = [path for path, digest in current["data"].items() if recorded["data"].get(path) != digest]
+    if changed:
+        parts.append(f"data file(s) {', '.join(changed)} changed")
+    return "; ".join(parts)
+
+
 def differences(recorded: dict, current: dict) -> list[str]:
     """'train.lr: 0.0001 → 0.0002' for every config field that differs between two training_config() dicts."""
     flat_a, flat_b = _flatten(recorded), _flatten(current)

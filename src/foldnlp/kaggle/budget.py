@@ -122,10 +122,8 @@ def plan(experiments: list[Path], test_csv: Path, *, device: str, limit_hours: f
 def _open(run_dir: Path, feature_overrides: dict) -> _Experiment:
     paths = artifacts.RunPaths(run_dir)
     load_run_config(paths)  # a clear error for a folder that is not a run
-    folds = paths.trained_folds()
-    if not folds:
-        raise InputError(f"{run_dir} has no trained fold (no fold*/metrics.json): run train_fold.py first")
-    model_dir = paths.model_dir(folds[0])
+    folds = paths.folds_to_use()
+    model_dir = artifacts.checked_model_dir(paths.model_dir(folds[0]))
     fold_cfg = load_config(model_dir / artifacts.CONFIG_BESIDE_WEIGHTS)
     from transformers import AutoConfig
 

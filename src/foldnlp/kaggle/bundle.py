@@ -175,14 +175,9 @@ def _open_runs(experiments: list[Path]) -> list[_Run]:
     for root in experiments:
         paths = artifacts.RunPaths(Path(root))
         cfg = load_run_config(paths)
-        folds = paths.trained_folds()
-        if not folds:
-            raise InputError(f"{root} has no trained fold (no fold*/metrics.json): run train_fold.py first")
+        folds = paths.folds_to_use()
         for fold in folds:
-            missing = [f for f in ("model.safetensors", "config.json", artifacts.CONFIG_BESIDE_WEIGHTS)
-                       if not (paths.model_dir(fold) / f).is_file()]
-            if missing:
-                raise InputError(f"{paths.model_dir(fold)}: no {', '.join(missing)}")
+            artifacts.checked_model_dir(paths.model_dir(fold))
         runs.append(_Run(paths, cfg, folds))
     names = [r.name for r in runs]
     if len(set(names)) != len(names):

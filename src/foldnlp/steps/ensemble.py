@@ -18,7 +18,7 @@ from foldnlp.ensembling import average_char_scores
 from foldnlp.errors import InputError, format_rows
 from foldnlp.folds import read_folds
 from foldnlp.metrics import jaccard_report
-from foldnlp.provenance import file_sha256
+from foldnlp.provenance import file_sha256, mismatch
 from foldnlp.steps.infer import load_run_config, read_test, sample_submission_path
 from foldnlp.tasks.qa import task
 from foldnlp.tasks.qa.charscores import CharScores, concat_char_scores
@@ -140,9 +140,7 @@ def _open(run_dir: Path, folds: list[int] | None, *, checked: bool, allow_mixed_
     """An experiment's run folder; checked: its folds share one training config, fold file and data."""
     paths = artifacts.RunPaths(run_dir)
     cfg = load_run_config(paths)
-    folds = folds if folds is not None else paths.trained_folds()
-    if not folds:
-        raise InputError(f"{run_dir} has no trained fold (no fold*/metrics.json): run train_fold.py first")
+    folds = paths.folds_to_use(folds)
     if not checked:
         return Experiment(paths, cfg, folds, provenance=None)
     records = {k: json.loads(paths.metrics(k).read_text(encoding="utf-8")).get("provenance") for k in folds}
@@ -151,11 +149,10 @@ def _open(run_dir: Path, folds: list[int] | None, *, checked: bool, allow_mixed_
         raise InputError(f"{run_dir}: fold(s) {unrecorded} have no provenance in metrics.json (trained by an older "
                          "foldnlp): retrain them with --overwrite")
     first = records[folds[0]]
-    differing = [k for k, r in records.items() if (r["config_sha256"], r["fold_file"]["sha256"], r["data"])
-                 != (first["config_sha256"], first["fold_file"]["sha256"], first["data"])]
+    differing = {k: why for k, r in records.items() if (why := mismatch(first, r))}
     if differing:
-        _refuse_or_warn(f"{run_dir}: fold(s) {differing} were trained with another config, fold file or data than "
-                        f"fold {folds[0]}", allow_mixed_folds)
+        _refuse_or_warn(f"{run_dir}: fold(s) {list(differing)} were trained with another config, fold file or data "
+                        f"than fold {folds[0]} ({'; '.join(differing.values())})", allow_mixed_folds)
     return Experiment(paths, cfg, folds, first)
 
 

@@ -49,9 +49,7 @@ def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | None, sampl
     """
     paths = artifacts.RunPaths(Path(run_dir))
     run_cfg = load_run_config(paths)
-    folds = folds if folds is not None else paths.trained_folds()
-    if not folds:
-        raise InputError(f"{run_dir} has no trained fold (no fold*/metrics.json): run train_fold.py first")
+    folds = paths.folds_to_use(folds)
     test_csv = test_csv or run_cfg.data.test_csv
     test, _ = read_test(test_csv, sample_csv or sample_submission_path(test_csv, run_cfg.data.sample_submission_csv))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

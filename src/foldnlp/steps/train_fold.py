@@ -19,7 +19,7 @@ from foldnlp.inference import predict
 from foldnlp.modeling import load_model, load_tokenizer
 from foldnlp.tasks.qa import task
 from foldnlp.tracking import Tracker
-from foldnlp.provenance import differences, run_provenance
+from foldnlp.provenance import mismatch, run_provenance
 from foldnlp.training import Evaluation, StateSaving, fit, make_accelerator
 from foldnlp.training_state import read_state_json
 
@@ -117,9 +117,9 @@ def _check_saved_state(paths: artifacts.RunPaths, fold: int, provenance: dict, *
     if not resume:
         raise InputError(f"fold {fold} of {paths.root} has a saved training state at step {step} from an unfinished "
                          f"run ({folder}): pass --resume to continue it or --overwrite to start again")
-    mismatch = _provenance_mismatch(saved["provenance"], provenance)
-    if mismatch:
-        raise InputError(f"cannot resume fold {fold} from {folder}: it was saved by a different run ({mismatch}); "
+    why = mismatch(saved["provenance"], provenance)
+    if why:
+        raise InputError(f"cannot resume fold {fold} from {folder}: it was saved by a different run ({why}); "
                          "pass --overwrite to start again")
     return True
 
@@ -130,24 +130,11 @@ def check_same_experiment(paths: artifacts.RunPaths, fold: int, provenance: dict
         if other == fold:
             continue
         recorded = json.loads(paths.metrics(other).read_text(encoding="utf-8")).get("provenance")
-        mismatch = _provenance_mismatch(recorded, provenance) if recorded else "it has no provenance record"
-        if mismatch:
-            raise InputError(f"fold {other} of {paths.root} was trained differently ({mismatch}); all folds of an "
+        why = mismatch(recorded, provenance) if recorded else "it has no provenance record"
+        if why:
+            raise InputError(f"fold {other} of {paths.root} was trained differently ({why}); all folds of an "
                              "experiment must share config, folds and data: give this run its own name "
                              f"(--set name=...) or retrain fold {other} with --overwrite")
-
-
-def _provenance_mismatch(recorded: dict, current: dict) -> str:
-    """'' when recorded and current describe the same training, else what differs."""
-    parts = []
-    if recorded["config_sha256"] != current["config_sha256"]:
-        parts.append("config " + "; ".join(differences(recorded["config"], current["config"])))
-    if recorded["fold_file"]["sha256"] != current["fold_file"]["sha256"]:
-        parts.append(f"fold file {recorded['fold_file']['path']} changed")
-    changed = [path for path, digest in current["data"].items() if recorded["data"].get(path) != digest]
-    if changed:
-        parts.append(f"data file(s) {', '.join(changed)} changed")
-    return "; ".join(parts)
 
 
 def split_fold(cfg: ExperimentConfig, fold: int, fold_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
