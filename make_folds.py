@@ -11,7 +11,7 @@ def main(argv=None) -> int:
 
     def run(args) -> int:
         cfg = cli.config_from(args)
-        path, summary = make_folds(cfg.data.train_csv, cfg.folds)
+        path, summary = make_folds(cfg)
         print(f"wrote {path} ({cfg.folds.n_folds} folds of {cfg.data.train_csv}, seed {cfg.folds.seed})\n{summary}")
         return 0
 

@@ -12,7 +12,7 @@ def main(argv=None) -> int:
     p.add_argument("--overwrite", action="store_true",
                    help="retrain a fold from scratch: discards its finished outputs or its saved training state")
     p.add_argument("--resume", action="store_true",
-                   help="continue an unfinished fold from its last saved training state (train.save_every_steps and "
+                   help="continue an unfinished fold from its last saved training state (runtime.save_every_steps and "
                         "every evaluation); a finished fold is left as it is, a fold with no state starts afresh")
 
     def run(args) -> int:
@@ -24,7 +24,8 @@ def main(argv=None) -> int:
         if args.overwrite and args.resume:
             raise InputError("--overwrite and --resume contradict each other: pick one")
         metrics = train_fold(cfg, args.fold, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet)
-        print(f"fold {args.fold}: best jaccard {metrics['jaccard']:.4f} at step {metrics['best_step']} "
+        metric = metrics["metric"]
+        print(f"fold {args.fold}: best {metric} {metrics[metric]:.4f} at step {metrics['best_step']} "
               f"({metrics['train_seconds']:.0f} s)")
         return 0
 

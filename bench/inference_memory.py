@@ -35,7 +35,7 @@ import json, resource, sys, time
 from foldnlp.steps.infer import infer
 run_dir, test_csv, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
 started = time.perf_counter()
-infer(run_dir, folds=[0], test_csv=test_csv, sample_csv=None, feature_overrides={}, batch_size=64,
+infer(run_dir, folds=[0], test_csv=test_csv, sample_csv=None, overrides=[], batch_size=64,
       precision="fp32", chunk_chars=chunk or 10**12, progress=False)
 print(json.dumps({"seconds": time.perf_counter() - started,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

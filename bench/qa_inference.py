@@ -15,17 +15,17 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-from accelerate.state import AcceleratorState  # noqa: E402
 import torch  # noqa: E402
+from accelerate.state import AcceleratorState  # noqa: E402
 
-from foldnlp.config import DecodeConfig, FeaturesConfig, ModelConfig, TrainConfig  # noqa: E402
-from foldnlp.data import read_qa_csv  # noqa: E402
+from foldnlp.batching import TrainingSet  # noqa: E402
+from foldnlp.config import load_config  # noqa: E402
 from foldnlp.inference import pad_batch, predict  # noqa: E402
-from foldnlp.modeling import load_model, load_tokenizer  # noqa: E402
+from foldnlp.modeling import load_tokenizer  # noqa: E402
 from foldnlp.precision import autocast, cpu_has_bf16  # noqa: E402
 from foldnlp.pretrained import DEFAULT_MODEL  # noqa: E402
-from foldnlp.tasks.qa import task  # noqa: E402
-from foldnlp.training import Evaluation, TrainingSet, fit, make_accelerator  # noqa: E402
+from foldnlp.tasks import get_task  # noqa: E402
+from foldnlp.training import Evaluation, fit, make_accelerator  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:
@@ -64,52 +64,54 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    frame = read_qa_csv(args.data, with_answers=True).head(args.rows)
+    cfg = load_config(None, [f"data.train_csv={args.data}", f"features.max_len={args.max_len}",
+                             f"features.doc_stride={args.doc_stride}", "model.dropout=0.0", "train.epochs=1",
+                             "train.batch_size=16", "train.evals_per_epoch=1", "train.warmup_ratio=0.0",
+                             "model.freeze_word_embeddings=true"])
+    task = get_task(cfg)
+    frame = task.read_train().head(args.rows)
     tokenizer = load_tokenizer(DEFAULT_MODEL)
-    cfg = FeaturesConfig(max_len=args.max_len, doc_stride=args.doc_stride)
-    features = task.make_features(tokenizer, frame, cfg, with_labels=True)
-    n, tokens = len(features), int(features.lengths.sum())
+    windows = task.windows(tokenizer, frame, with_targets=True)
+    n, tokens = len(windows), sum(len(ids) for ids in windows.input_ids)
     print(f"{len(frame)} questions → {n} windows of max_len {args.max_len} / stride {args.doc_stride}; "
           f"{tokens / (n * args.max_len):.0%} of a padded batch's tokens are real; {args.threads} threads; "
           f"bf16 CPU support: {cpu_has_bf16()}; medians of {args.repeats}")
 
-    model = load_model("qa", DEFAULT_MODEL, ModelConfig(dropout=0.0))
+    model = task.load_model(DEFAULT_MODEL)
     pad = tokenizer.pad_token_id
     for precision in ("fp32", "bf16"):
-        ours = timed(lambda p=precision: predict(model, features.input_ids, pad_id=pad, batch_size=args.batch_size,
-                                                 precision=p, output_names=task.OUTPUT_NAMES, progress=False),
+        ours = timed(lambda p=precision: predict(model, windows.input_ids, pad_id=pad, batch_size=args.batch_size,
+                                                 precision=p, outputs=task.outputs, progress=False),
                      args.repeats)
-        base = timed(lambda p=precision: padded_baseline(model, features.input_ids, pad, args.max_len,
+        base = timed(lambda p=precision: padded_baseline(model, windows.input_ids, pad, args.max_len,
                                                          args.batch_size, p), args.repeats)
         print(f"inference {precision}: {n / ours:6.1f} windows/s  (padded-to-max_len baseline {n / base:6.1f}; "
               f"×{base / ours:.2f})")
 
-    outputs = predict(model, features.input_ids, pad_id=pad, batch_size=args.batch_size, precision="bf16",
-                      output_names=task.OUTPUT_NAMES, progress=False)
-    decode = lambda: task.decode(frame, task.char_scores(frame, features, outputs), DecodeConfig())  # noqa: E731
+    outputs = predict(model, windows.input_ids, pad_id=pad, batch_size=args.batch_size, precision="bf16",
+                      outputs=task.outputs, progress=False)
+    decode = lambda: task.decode(frame, task.to_scores(frame, windows, outputs))  # noqa: E731
     seconds = timed(decode, args.repeats)
     print(f"decoding (char scores + best span + post-processing): {1000 * seconds / n * 1000:.1f} ms per 1,000 windows "
           f"({1e6 * seconds / n:.0f} µs per window)")
 
-    train_cfg = TrainConfig(epochs=1, batch_size=16, evals_per_epoch=1, negative_fraction=1.0, warmup_ratio=0.0)
-    take = np.arange(min(args.train_windows, n))
-    data = TrainingSet([features.input_ids[i] for i in take],
-                       {"start_positions": features.start_positions[take],
-                        "end_positions": features.end_positions[take]},
-                       is_negative=np.zeros(len(take), bool))
+    every = task.training_set(windows)
+    take = list(range(min(args.train_windows, n)))
+    data = TrainingSet([every.input_ids[i] for i in take], {k: v[take] for k, v in every.targets.items()},
+                       keep_chance=np.ones(len(take)))  # every window, answer or not, as the old bench did
     for precision in ("fp32", "bf16"):
-        def train_once(precision=precision):
+        train_cfg = dataclasses.replace(cfg.train, precision=precision)
+
+        def train_once(train_cfg=train_cfg):
             AcceleratorState._reset_state(True)  # accelerate keeps one precision per process; the bench uses two
-            fresh = load_model("qa", DEFAULT_MODEL, ModelConfig(dropout=0.0, freeze_word_embeddings=True))
-            fit(fresh, data, dataclasses.replace(train_cfg, precision=precision),
-                accelerator=make_accelerator(TrainConfig(precision=precision)), pad_id=pad,
-                loss_fn=task.make_loss(train_cfg), evaluate=lambda m: Evaluation(0.0), save_best=lambda m, e: None,
-                head_prefixes=task.HEAD_PREFIXES, seed=0, progress=False)
+            fresh = task.load_model(DEFAULT_MODEL, cfg.model)
+            fit(fresh, data, train_cfg, accelerator=make_accelerator(train_cfg), pad_id=pad, loss_fn=task.loss,
+                evaluate=lambda m: Evaluation(0.0), save_best=lambda m, e: None, head_prefixes=task.head_prefixes,
+                seed=0, progress=False)
 
         seconds = timed(train_once, args.repeats)
         print(f"training {precision} (frozen word embeddings, batch 16, dynamic padding): "
               f"{len(take) / seconds:.1f} windows/s (incl. model load)")
-
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
-
 from foldnlp.data import QA_TEST_COLUMNS, read_qa_csv, read_squad_json
 
 OUT = Path(__file__).resolve().parent

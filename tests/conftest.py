@@ -1,4 +1,5 @@
-"""Shared fixtures: offline settings, and a tiny randomly initialised model with a tokenizer trained on the data."""
+"""Shared fixtures: offline settings, a tiny randomly initialised model with a tokenizer trained on the data, and
+one tiny experiment trained, inferred and blended through the CLIs, shared by every test that needs a trained run."""
 
 import os
 
@@ -7,12 +8,13 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "disabled"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, SAMPLE_CSV, TEST_CSV, run_cli, sets, small_external_squad, tiny_settings  # noqa: E402
 
 
 def build_tiny_model(folder: Path, texts: list[str]) -> Path:
@@ -44,3 +46,42 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     train = pd.read_csv(ROOT / "input" / "train.csv", dtype=str)
     texts = train["context"].drop_duplicates().tolist() + train["question"].tolist()
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), texts)
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    tmp: Path  # outputs/ and folds/ of the tiny experiment are here
+    model_dir: Path
+    overrides: list[str]  # its --set values (name "a")
+    external: Path
+    stages: list[tuple[str, int, str, str]]  # (stage, exit status, stdout, stderr) of every CLI run
+    submission: Path
+
+    @property
+    def root(self) -> Path:
+        return self.tmp / "outputs" / "a"
+
+    def settings(self, name: str) -> list[str]:
+        """The same experiment under another name, in the same output and fold folders."""
+        return tiny_settings(self.tmp, self.model_dir, name, self.external)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_model_dir, tmp_path_factory) -> TrainedRun:
+    """make_folds → train_fold (both folds) → infer → ensemble of the tiny experiment, through the root CLIs
+    in-process. Tests must not change it: copy it (shutil.copytree) to alter a run folder."""
+    tmp = tmp_path_factory.mktemp("tiny-run")
+    external = small_external_squad(tmp / "xquad.en.small.json")
+    overrides = tiny_settings(tmp, tiny_model_dir, "a", external)
+    test = ["--test-csv", TEST_CSV, "--sample-submission", SAMPLE_CSV]
+    submission = tmp / "submission.csv"
+    stages = []
+    for stage, script, argv in [("make_folds", "make_folds.py", []),
+                                ("train fold 0", "train_fold.py", ["--fold", 0]),
+                                ("train fold 1", "train_fold.py", ["--fold", 1]),
+                                ("infer", "infer.py", test),
+                                ("ensemble", "ensemble.py", ["--experiments", tmp / "outputs" / "a", *test,
+                                                             "--out", submission])]:
+        common = sets(overrides) if script != "ensemble.py" else []
+        stages.append((stage, *run_cli(script, *common, *argv)))
+    return TrainedRun(tmp, tiny_model_dir, overrides, external, stages, submission)

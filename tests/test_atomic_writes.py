@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from foldnlp import artifacts
+from helpers import kill_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 N_IDS, N_CHARS, FILE_BYTES = 40, 2000, 1 << 18
@@ -26,7 +27,7 @@ WRITER = textwrap.dedent(f"""
     import numpy as np
     import pandas as pd
     from foldnlp import artifacts
-    from foldnlp.tasks.qa.charscores import CharScores
+    from foldnlp.tasks.qa.charscores import char_scores
 
     out, version = Path(sys.argv[1]), int(sys.argv[2])
     ids = [f"q{{i}}" for i in range({N_IDS})]
@@ -38,7 +39,7 @@ WRITER = textwrap.dedent(f"""
         artifacts.atomic_write_dir(out / "model", fill)
         artifacts.atomic_write_json(out / "metrics.json", {{"version": version, "history": list(range(20000))}})
         value = [np.full({N_CHARS}, version % 2000, dtype=np.float32)] * {N_IDS}
-        artifacts.save_char_scores(out / "scores.npz", CharScores.from_lists(ids, value, value))
+        artifacts.save_scores(out / "scores.npz", char_scores(ids, value, value))
         artifacts.atomic_write_csv(out / "oof.csv", pd.DataFrame({{"id": ids, "version": version}}))
         print(version, flush=True)
 """)
@@ -59,10 +60,10 @@ def check_complete(out: Path) -> dict[str, int]:
         assert record["history"] == list(range(20000))
         versions["metrics"] = record["version"]
     if (out / "scores.npz").exists():
-        scores = artifacts.load_char_scores(out / "scores.npz")
-        assert len(scores) == N_IDS and len(scores.start) == N_IDS * N_CHARS
-        assert len(set(scores.start.tolist()) | set(scores.end.tolist())) == 1
-        versions["scores"] = int(scores.start[0])
+        scores = artifacts.load_scores(out / "scores.npz")
+        assert len(scores) == N_IDS and len(scores.values) == N_IDS * N_CHARS
+        assert len(set(scores.values.ravel().tolist())) == 1
+        versions["scores"] = int(scores.values[0, 0])
     if (out / "oof.csv").exists():
         frame = pd.read_csv(out / "oof.csv")
         assert len(frame) == N_IDS and frame["version"].nunique() == 1
@@ -71,7 +72,8 @@ def check_complete(out: Path) -> dict[str, int]:
 
 
 def test_kill_during_saves_leaves_old_or_new_artifacts(tmp_path):
-    out, rng, version, seen, cut_short = tmp_path / "run", random.Random(), 0, [], 0
+    seed = kill_seed()
+    out, rng, version, seen, cut_short = tmp_path / "run", random.Random(seed), 0, [], 0
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for _ in range(20):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(out), str(version)], cwd=ROOT, env=env,
@@ -87,11 +89,11 @@ def test_kill_during_saves_leaves_old_or_new_artifacts(tmp_path):
         last = written[-1]  # every artifact is at the last finished round, or the round cut short by the kill
         for name, v in versions.items():
             expected = {last % 2000, (last + 1) % 2000} if name == "scores" else {last, last + 1}  # float16 range
-            assert v in expected, (name, v, last)
+            assert v in expected, (name, v, last, f"KILL_SEED={seed}")
         seen.append(versions)
         version = written[-1] + 1
         leftovers = [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
         assert len(leftovers) <= 2, leftovers  # at most the temporaries of the save that was cut short
         cut_short += bool(leftovers)
-    assert cut_short > 0  # some kills did land inside a save
+    assert cut_short > 0, f"KILL_SEED={seed}"  # some kills did land inside a save
     assert len({v["model"] for v in seen}) > 1  # and in different rounds

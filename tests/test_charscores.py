@@ -1,11 +1,8 @@
-"""Token logits → character scores, and their storage with ids."""
+"""QA: token logits → character scores (Scores per char, channels start and end)."""
 
 import numpy as np
-import pytest
 
-from foldnlp import artifacts
-from foldnlp.tasks.qa.charscores import (NO_SCORE, CharScores, concat_char_scores, example_char_scores,
-                                         window_logits_to_char_scores)
+from foldnlp.tasks.qa.charscores import NO_SCORE, char_scores, example_char_scores, window_logits_to_char_scores
 from foldnlp.tasks.qa.decoding import decode_best_span
 
 
@@ -44,7 +41,7 @@ def test_window_mapping_and_decoding_recover_the_argmax_token_span():
     start = np.array([9.0, 9.0, 9.0, 0.0, 1.0, 5.0, 0.0])  # best start: " gamma" (offsets include the space)
     end = np.array([9.0, 9.0, 9.0, 0.0, 0.0, 1.0, 6.0])  # best end: " delta"
     scores = window_logits_to_char_scores(["q1"], [len(context)], np.array([0]), [offsets], [start], [end])
-    s, e = scores.example(0)
+    s, e = scores.example(0).T
     best = decode_best_span(context, s.astype(np.float32), e.astype(np.float32), max_answer_chars=None)[0]
     assert context[best[0] : best[1]] == "gamma delta"
 
@@ -54,24 +51,13 @@ def test_windows_of_several_examples_are_grouped_by_example():
     logits = [np.array([0.0, 1.0]), np.array([0.0, 1.0]), np.array([0.0, 2.0])]
     scores = window_logits_to_char_scores(["a", "b"], [4, 3], np.array([0, 1, 0]), offsets, logits, logits)
     assert list(scores.ids) == ["a", "b"] and list(scores.offsets) == [0, 4, 7]
-    a_start, _ = scores.example(0)
+    a_start, _ = scores.example(0).T
     assert a_start[2] > a_start[0]  # the (2, 4) token had the larger logit
-    b_start, _ = scores.example(1)
+    b_start, _ = scores.example(1).T
     np.testing.assert_allclose(b_start, 0.0, atol=1e-3)  # a single token takes all the probability
 
 
-def test_save_load_round_trip_and_concat(tmp_path):
-    one = CharScores.from_lists(["x", "y"], [np.zeros(3), np.ones(2)], [np.ones(3), np.zeros(2)])
-    two = CharScores.from_lists(["z"], [np.full(4, -2.0)], [np.full(4, -3.0)])
-    joined = concat_char_scores([one, two])
-    artifacts.save_char_scores(tmp_path / "s.npz", joined)
-    back = artifacts.load_char_scores(tmp_path / "s.npz")
-    assert list(back.ids) == ["x", "y", "z"] and back.start.dtype == np.float16
-    np.testing.assert_array_equal(back.example(2)[1], np.full(4, -3.0, np.float16))
-    np.testing.assert_array_equal(back.example(1)[0], np.ones(2, np.float16))
-    assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
-
-
-def test_char_scores_refuse_inconsistent_shapes():
-    with pytest.raises(AssertionError):
-        CharScores(np.array(["a"]), np.array([0, 3]), np.zeros(2, np.float16), np.zeros(2, np.float16))
+def test_char_scores_pack_start_and_end_as_two_channels():
+    scores = char_scores(["x", "y"], [np.zeros(3), np.ones(2)], [np.ones(3), np.zeros(2)])
+    assert scores.unit == "char" and scores.channels == ("start", "end") and scores.values.shape == (5, 2)
+    np.testing.assert_array_equal(scores.example(1), [[1, 0], [1, 0]])

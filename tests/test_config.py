@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from foldnlp.config import ExperimentConfig, dump_yaml, load_config
+from foldnlp.config import ExperimentConfig, dump_yaml, load_config, to_dict
 from foldnlp.errors import InputError
+from foldnlp.provenance import config_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,12 +22,12 @@ def test_default_config_file_loads_and_keeps_the_documented_keys():
 
 def test_overrides_are_cast_to_the_field_type():
     cfg = load_config(None, ["train.lr=3e-5", "train.batch_size=8", "train.epochs=2", "model.dropout=null",
-                             "model.freeze_word_embeddings=false", "data.external_squad=[english:a.json]",
-                             "features.max_context_words=500", "name=exp2"])
+                             "model.freeze_word_embeddings=false", "qa.external_squad=[english:a.json]",
+                             "qa.max_context_words=500", "name=exp2"])
     assert cfg.train.lr == 3e-5 and isinstance(cfg.train.lr, float)
     assert cfg.train.batch_size == 8 and isinstance(cfg.train.batch_size, int)
     assert cfg.train.epochs == 2.0 and cfg.model.dropout is None and cfg.model.freeze_word_embeddings is False
-    assert cfg.data.external_squad == ["english:a.json"] and cfg.features.max_context_words == 500
+    assert cfg.settings.external_squad == ["english:a.json"] and cfg.settings.max_context_words == 500
     assert cfg.name == "exp2"
 
 
@@ -37,7 +38,12 @@ def test_overrides_are_cast_to_the_field_type():
     ("trian.lr=1", "unknown key(s) trian"),
     ("features.doc_stride=256", "features.doc_stride (256) must be >= 0 and below features.max_len (256)"),
     ("train.scheduler=step", "train.scheduler: 'step' is not one of linear, cosine"),
-    ("train.negative_fraction=1.5", "train.negative_fraction and train.start_loss_weight must lie in [0, 1]"),
+    ("qa.negative_fraction=1.5", "qa.negative_fraction and qa.start_loss_weight must lie in [0, 1]"),
+    ("qa.external_squad=[x.json]", "qa.external_squad entry 'x.json': expected language:path"),
+    ("qa.decode.n_bset=3", "qa.decode: unknown key(s) n_bset"),
+    ("data.train_csv=null", "data.train_csv: expected str, got None"),
+    ("task=ner", "task: 'ner' is not one of qa"),
+    ("runtime.eval_batch_size=0", "runtime.eval_batch_size positive"),
     ("model.freeze_word_embeddings=maybe", "expected bool"),
     ("lr", "expected section.key=value"),
 ])
@@ -47,7 +53,7 @@ def test_bad_overrides_are_refused_with_the_key_named(override, message):
 
 
 def test_yaml_round_trip_gives_the_same_config(tmp_path):
-    cfg = load_config(None, ["train.lr=2e-5", "data.external_squad=[english:x.json]"])
+    cfg = load_config(None, ["train.lr=2e-5", "qa.external_squad=[english:x.json]"])
     (tmp_path / "c.yaml").write_text(dump_yaml(cfg))
     assert load_config(tmp_path / "c.yaml") == cfg
 
@@ -64,5 +70,33 @@ def test_bad_files_are_refused(tmp_path):
 
 
 def test_fold_scheme_name_carries_every_fold_setting():
-    assert ExperimentConfig().folds.scheme == "language-context-k3-seed42"
+    assert load_config(None).folds.scheme == "language-context-k3-seed42"  # QA's fold defaults
+    assert ExperimentConfig().folds.scheme == "nostrat-nogroup-k3-seed42"  # the generic defaults: none
     assert load_config(None, ["folds.stratify_by=null", "folds.seed=7"]).folds.scheme == "nostrat-context-k3-seed7"
+
+
+def test_the_task_section_is_keyed_by_the_task_name_and_typed_by_the_task():
+    cfg = load_config(None, ["qa.decode.max_answer_chars=60"])
+    assert type(cfg.settings).__name__ == "QASettings" and cfg.settings.decode.max_answer_chars == 60
+    assert to_dict(cfg)["qa"]["decode"]["max_answer_chars"] == 60 and "settings" not in to_dict(cfg)
+
+
+def test_keys_of_earlier_configs_are_read_where_they_moved(tmp_path, caplog):
+    old = tmp_path / "old.yaml"
+    old.write_text("data:\n  external_squad: []\nfeatures:\n  max_context_words: 300\ntrain:\n"
+                   "  save_every_steps: 7\n  negative_fraction: 0.2\ndecode:\n  max_answer_chars: 50\n")
+    cfg = load_config(old)
+    assert cfg.settings.external_squad == [] and cfg.settings.max_context_words == 300
+    assert cfg.settings.negative_fraction == 0.2 and cfg.settings.decode.max_answer_chars == 50
+    assert cfg.runtime.save_every_steps == 7
+    assert "train.save_every_steps is now runtime.save_every_steps" in caplog.text
+    assert "decode is now qa.decode" in caplog.text
+
+
+def test_runtime_settings_stay_out_of_the_provenance_hash_and_the_experiment_inside():
+    base = config_sha256(load_config(None))
+    for runtime in ("runtime.save_every_steps=5", "runtime.eval_batch_size=8", "inference.batch_size=4",
+                    "inference.chunk_chars=1000", "tracking.wandb=disabled", "output_dir=elsewhere", "name=copy"):
+        assert config_sha256(load_config(None, [runtime])) == base, runtime
+    for learned in ("train.lr=2e-5", "features.doc_stride=64", "qa.negative_fraction=0.2", "train.precision=fp32"):
+        assert config_sha256(load_config(None, [learned])) != base, learned

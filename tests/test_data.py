@@ -9,9 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from foldnlp.data import (QA_TEST_COLUMNS, QA_TRAIN_COLUMNS, check_ids_match_sample, read_qa_csv,
-                          read_sample_submission, read_squad_json)
 from foldnlp.errors import InputError
+from foldnlp.tables import check_ids_match_sample
+from foldnlp.tasks.qa.data import (
+    QA_TEST_COLUMNS,
+    QA_TRAIN_COLUMNS,
+    read_qa_csv,
+    read_sample_submission,
+    read_squad_json,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUT = ROOT / "input"
@@ -104,7 +110,7 @@ def squad_document() -> dict:
 def test_read_squad_json_takes_first_answer_and_skips_unanswerable(tmp_path, caplog):
     path = tmp_path / "squad.json"
     path.write_text(json.dumps(squad_document()), encoding="utf-8")
-    with caplog.at_level(logging.INFO, logger="foldnlp.data"):
+    with caplog.at_level(logging.INFO, logger="foldnlp.tasks.qa.data"):
         frame = read_squad_json(path, "english")
     assert tuple(frame.columns) == QA_TRAIN_COLUMNS
     assert frame["id"].tolist() == ["a1", "a2"]
@@ -183,7 +189,7 @@ def test_wrong_answer_start_is_repaired_to_nearest_occurrence(tmp_path, caplog):
     rows = [train_row(id="r1", answer_start="30"), train_row(id="r2", answer_start="5"),
             train_row(id="r3", answer_start="32"), train_row(id="r4", answer_start="400")]
     path = write_csv(tmp_path / "train.csv", rows)
-    with caplog.at_level(logging.WARNING, logger="foldnlp.data"):
+    with caplog.at_level(logging.WARNING, logger="foldnlp.tasks.qa.data"):
         frame = read_qa_csv(path, with_answers=True)
     assert frame["answer_start"].tolist() == [32, 0, 32, 32]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]

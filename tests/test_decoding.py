@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from foldnlp.tasks.qa.charscores import NO_SCORE, CharScores
+from foldnlp.tasks.qa.charscores import NO_SCORE
+from foldnlp.tasks.qa.charscores import char_scores as pack
 from foldnlp.tasks.qa.decoding import decode_all, decode_best_span
 
 LOW = -9.0  # log-probability of an unlikely token
@@ -119,7 +120,7 @@ def test_decode_all():
     contexts = ["राजधानी नई दिल्ली", "ab cd"]
     first = char_scores(contexts[0], word_tokens(contexts[0], {2: (-0.1, -0.1)}))
     second = char_scores(contexts[1], [])  # nothing covered: no valid span
-    scores = CharScores.from_lists(["q1", "q2"], [first[0], second[0]], [first[1], second[1]])
+    scores = pack(["q1", "q2"], [first[0], second[0]], [first[1], second[1]])
     assert decode_all(contexts, scores) == ["दिल्ली", ""]
     assert decode_all(contexts, scores, max_answer_chars=3) == ["नई", ""]
     with pytest.raises(ValueError, match="'q2'"):

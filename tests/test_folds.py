@@ -7,11 +7,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from foldnlp.data import read_qa_csv
 from foldnlp.errors import InputError
 from foldnlp.folds import assign_folds, fold_summary, read_folds
+from foldnlp.tasks.qa.data import read_qa_csv
 
 ROOT = Path(__file__).resolve().parents[1]
+QA_COLUMNS = {"stratify_by": "language", "group_by": "context"}  # QA's defaults
 
 
 @pytest.fixture(scope="module")
@@ -23,25 +24,26 @@ def frame() -> pd.DataFrame:
 
 
 def test_same_seed_gives_identical_folds(frame):
-    first = assign_folds(frame, 5, seed=7)
-    pd.testing.assert_frame_equal(first, assign_folds(frame, 5, seed=7))
+    first = assign_folds(frame, 5, seed=7, **QA_COLUMNS)
+    pd.testing.assert_frame_equal(first, assign_folds(frame, 5, seed=7, **QA_COLUMNS))
     assert first["id"].tolist() == frame["id"].tolist()
     assert set(first["fold"]) == set(range(5))
 
 
 def test_different_seeds_give_different_folds(frame):
-    assert not assign_folds(frame, 5, seed=1)["fold"].equals(assign_folds(frame, 5, seed=2)["fold"])
+    one, two = (assign_folds(frame, 5, seed=s, **QA_COLUMNS)["fold"] for s in (1, 2))
+    assert not one.equals(two)
 
 
 @pytest.mark.parametrize("stratify_by", ["language", None])
 def test_no_context_lands_in_two_folds(frame, stratify_by):
-    folds = assign_folds(frame, 4, seed=0, stratify_by=stratify_by)
+    folds = assign_folds(frame, 4, seed=0, stratify_by=stratify_by, group_by="context")
     assert (frame.assign(fold=folds["fold"]).groupby("context")["fold"].nunique() == 1).all()
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_languages_are_spread_evenly_over_folds(frame, seed):
-    folds = assign_folds(frame, 5, seed=seed)
+    folds = assign_folds(frame, 5, seed=seed, **QA_COLUMNS)
     per_fold = pd.crosstab(folds["fold"], frame["language"])
     # 30 hindi and 10 tamil contexts over 5 folds: 6 and 2 contexts (18 and 6 rows) each, give or take a context.
     # Unstratified group folds miss this for most seeds (e.g. 0 or 15 tamil rows in a fold).
@@ -51,7 +53,7 @@ def test_languages_are_spread_evenly_over_folds(frame, seed):
 
 def test_bundled_train_folds_keep_contexts_together():
     train = read_qa_csv(ROOT / "input" / "train.csv", with_answers=True)
-    folds = assign_folds(train, 5, seed=42)
+    folds = assign_folds(train, 5, seed=42, **QA_COLUMNS)
     assert (train.assign(fold=folds["fold"]).groupby("context")["fold"].nunique() == 1).all()
     assert folds["fold"].value_counts().between(120, 200).all()
 
@@ -60,11 +62,11 @@ def test_bundled_train_folds_keep_contexts_together():
 def test_n_folds_out_of_range_is_rejected(frame, n_folds):
     expected = rf"n_folds must be between 2 and the number of distinct values of 'context' \(40\); got {n_folds}"
     with pytest.raises(InputError, match=expected):
-        assign_folds(frame, n_folds, seed=0)
+        assign_folds(frame, n_folds, seed=0, **QA_COLUMNS)
 
 
 def test_read_folds_returns_folds_in_the_order_of_ids(tmp_path, frame):
-    folds = assign_folds(frame, 5, seed=0)
+    folds = assign_folds(frame, 5, seed=0, **QA_COLUMNS)
     path = tmp_path / "folds.csv"
     folds.iloc[::-1].to_csv(path, index=False)
     read = read_folds(path, frame["id"])
@@ -73,7 +75,7 @@ def test_read_folds_returns_folds_in_the_order_of_ids(tmp_path, frame):
 
 
 def test_read_folds_lists_missing_and_extra_ids(tmp_path, frame):
-    folds = assign_folds(frame, 5, seed=0)
+    folds = assign_folds(frame, 5, seed=0, **QA_COLUMNS)
     stale = pd.concat([folds.iloc[2:], pd.DataFrame({"id": ["old1"], "fold": [0]})])
     path = tmp_path / "folds.csv"
     stale.to_csv(path, index=False)
@@ -96,8 +98,8 @@ def test_read_folds_rejects_missing_column_and_duplicate_ids(tmp_path):
 
 
 def test_fold_summary_counts_rows_groups_and_languages(frame):
-    folds = assign_folds(frame, 5, seed=0)
-    lines = fold_summary(frame, folds, "language").splitlines()
+    folds = assign_folds(frame, 5, seed=0, **QA_COLUMNS)
+    lines = fold_summary(frame, folds, "language", "context").splitlines()
     assert lines[0].split() == ["rows", "groups", "hindi", "tamil"]
     assert lines[-1].split() == ["total", "120", "40", "90", "30"]
     per_fold = [line.split() for line in lines[2:-1]]

@@ -15,12 +15,12 @@ import yaml
 
 from foldnlp import artifacts
 from foldnlp.config import load_config, to_dict
-from foldnlp.data import read_qa_csv
 from foldnlp.errors import InputError
-from foldnlp.modeling import load_model, load_tokenizer
+from foldnlp.modeling import load_tokenizer
 from foldnlp.steps.infer import infer
-from foldnlp.tasks.qa import task
+from foldnlp.tasks import get_task
 from foldnlp.tasks.qa.charscores import window_logits_to_char_scores
+from foldnlp.tasks.qa.data import read_qa_csv
 from foldnlp.tasks.qa.decoding import decode_all
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,8 +170,8 @@ def test_11b_zero_width_and_control_characters_flow_through_features_and_decodin
     tokenizer = load_tokenizer(str(tiny_model_dir))
     contexts = ["\ufeffक्\u200dष\u200cत्र\x00 में \x07\x1b सुरक्षा\u200b है\r\n\t।", "\u200b\u200c\u200d"]
     frame = pd.DataFrame({"id": ["a", "b"], "context": contexts, "question": ["क्या?", "?"]})
-    cfg = load_config(None, ["features.max_len=32", "features.doc_stride=8"]).features
-    features = task.make_features(tokenizer, frame, cfg, with_labels=False)
+    cfg = load_config(None, ["features.max_len=32", "features.doc_stride=8"])
+    features = get_task(cfg).windows(tokenizer, frame, with_targets=False)
     rng = np.random.default_rng(0)
     logits = [rng.normal(size=len(ids)).astype(np.float32) for ids in features.input_ids]
     scores = window_logits_to_char_scores(frame["id"].to_numpy(), [len(c) for c in contexts], features.example_index,
@@ -186,8 +186,8 @@ def test_11b_zero_width_and_control_characters_flow_through_features_and_decodin
 def test_12_question_longer_than_max_len_is_cut_to_max_question_tokens(tiny_model_dir):
     tokenizer = load_tokenizer(str(tiny_model_dir))
     frame = pd.DataFrame({"id": ["a"], "context": [HINDI * 3], "question": ["दिल्ली कहाँ है " * 200]})
-    cfg = load_config(None, ["features.max_len=64", "features.doc_stride=16", "features.max_question_tokens=24"])
-    features = task.make_features(tokenizer, frame, cfg.features, with_labels=False)
+    cfg = load_config(None, ["features.max_len=64", "features.doc_stride=16", "qa.max_question_tokens=24"])
+    features = get_task(cfg).windows(tokenizer, frame, with_targets=False)
     assert len(features) > 1 and max(len(ids) for ids in features.input_ids) <= 64
 
 
@@ -197,10 +197,10 @@ def test_13_doc_stride_that_cannot_fit(tmp_path, capsys, tiny_model_dir):
     assert (code, err) == (2, "error: features.doc_stride (64) must be >= 0 and below features.max_len (64)")
     tokenizer = load_tokenizer(str(tiny_model_dir))
     frame = pd.DataFrame({"id": ["a"], "context": [HINDI], "question": ["दिल्ली कहाँ है " * 20]})
-    cfg = load_config(None, ["features.max_len=64", "features.doc_stride=40", "features.max_question_tokens=40"])
+    cfg = load_config(None, ["features.max_len=64", "features.doc_stride=40", "qa.max_question_tokens=40"])
     with pytest.raises(InputError, match=r"features.doc_stride=40 cannot work with features.max_len=64: the longest "
                                         r"question takes 40 tokens, leaving 21 for context; choose doc_stride < 21"):
-        task.make_features(tokenizer, frame, cfg.features, with_labels=False)
+        get_task(cfg).windows(tokenizer, frame, with_targets=False)
 
 
 def test_14_config_with_wrong_type_or_unknown_key(tmp_path, capsys):
@@ -249,7 +249,8 @@ def test_16_pickled_checkpoint_is_refused(fake_run, capsys):
            "(unpickling can run code). Convert once, in a process you trust: "
            "AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)")
     with pytest.raises(InputError, match="refusing to load pickled weights"):
-        load_model("qa", str(model))  # the same check guards every model folder, pretrained ones included
+        # the same check guards every model folder, pretrained ones included
+        get_task(load_config(None)).load_model(str(model))
 
 
 def test_17_test_ids_differ_from_sample_submission(fake_run, tmp_path, capsys):
@@ -271,10 +272,9 @@ def test_18_contexts_of_200k_characters_work_in_bounded_chunks(fake_run, tmp_pat
                          "question": ["नदी कौन सी है?", "राजधानी?"], "language": ["hindi", "hindi"]})
     test.to_csv(tmp_path / "test.csv", index=False)
     test[["id"]].assign(PredictionString="").to_csv(tmp_path / "sample_submission.csv", index=False)
-    infer(root, folds=None, test_csv=str(tmp_path / "test.csv"), sample_csv=None, feature_overrides={},
-          batch_size=None, precision=None, chunk_chars=50_000, progress=False)
-    scores = artifacts.load_char_scores(root / "test" / "fold0_scores.npz")
+    infer(root, folds=None, test_csv=str(tmp_path / "test.csv"), sample_csv=None, chunk_chars=50_000, progress=False)
+    scores = artifacts.load_scores(root / "test" / "fold0_scores.npz")
     assert len(long_context) > 200_000 and np.diff(scores.offsets).tolist() == [len(long_context), len(HINDI)]
-    assert np.isfinite(scores.start.astype(np.float32)).all()
+    assert np.isfinite(scores.values.astype(np.float32)).all()
     predictions = pd.read_csv(root / "test" / "fold0.csv", dtype=str, keep_default_na=False)
     assert all(p in c for p, c in zip(predictions["prediction"], test["context"]))

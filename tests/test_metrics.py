@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from foldnlp.metrics import jaccard, jaccard_report, mean_jaccard
+from foldnlp.tasks.qa.metrics import jaccard, jaccard_report, mean_jaccard
 
 
 def reference_jaccard(str1, str2):

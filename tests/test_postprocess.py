@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from foldnlp.postprocess import EDGE_PUNCTUATION, clean_answer, clean_answers
+from foldnlp.tasks.qa.postprocess import EDGE_PUNCTUATION, clean_answer
 
 
 @pytest.mark.parametrize(
@@ -85,13 +85,6 @@ def test_context_with_danda_sentences_keeps_dot_after_letters():
     assert clean_answer("अमेरिका.", dotted) == "अमेरिका"
 
 
-def test_clean_answers():
-    assert clean_answers(["(1983)", "भारत।"]) == ["1983", "भारत"]
-    assert clean_answers(["अमेरिका."], ["यह। वह।"]) == ["अमेरिका."]
-    with pytest.raises(ValueError, match="2 answers but 1 contexts"):
-        clean_answers(["a", "b"], ["c"])
-
-
 alphabet = st.sampled_from(list("ab1 .।(),'\"“”‘’-अकईपूडॉமுத்") + ["\u093f", "\u094d", "\n"])
 
 
@@ -110,16 +103,17 @@ def test_decode_falls_back_to_the_raw_span_when_cleaning_leaves_nothing():
     import numpy as np
     import pandas as pd
 
-    from foldnlp.config import DecodeConfig
-    from foldnlp.tasks.qa import task
-    from foldnlp.tasks.qa.charscores import CharScores
+    from foldnlp.config import load_config
+    from foldnlp.tasks import get_task
+    from foldnlp.tasks.qa.charscores import char_scores
 
     context = "पहला वाक्य। दूसरा"
     start = np.full(len(context), -20.0)
     end = np.full(len(context), -20.0)
     danda = context.index("।")
     start[danda] = end[danda] = 0.0  # the model is sure the answer is the danda alone
-    scores = CharScores.from_lists(["q"], [start], [end])
+    scores = char_scores(["q"], [start], [end])
     frame = pd.DataFrame({"id": ["q"], "context": [context]})
-    assert task.decode(frame, scores, DecodeConfig(), clean=False) == ["।"]
-    assert task.decode(frame, scores, DecodeConfig()) == ["।"]
+    task = get_task(load_config(None))
+    assert task.decode(frame, scores, clean=False)["prediction"].tolist() == ["।"]
+    assert task.decode(frame, scores)["prediction"].tolist() == ["।"]

@@ -7,12 +7,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from foldnlp.config import FeaturesConfig
-from foldnlp.metrics import jaccard
 from foldnlp.modeling import load_tokenizer
 from foldnlp.tasks.qa.charscores import NO_SCORE, example_char_scores, window_logits_to_char_scores
 from foldnlp.tasks.qa.decoding import decode_all
-from foldnlp.tasks.qa.features import build_features
+from foldnlp.tasks.qa.features import WindowSettings, build_features
+from foldnlp.tasks.qa.metrics import jaccard
 
 DEVANAGARI = [chr(c) for c in range(0x0915, 0x0939)]  # consonants
 MATRAS = [chr(c) for c in range(0x093E, 0x094D)]  # vowel signs and virama (combining)
@@ -60,7 +59,7 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 def test_window_labels_recover_the_answer_exactly(tokenizer, example, lengths):
     context, start, end = example
     max_len, stride = lengths
-    cfg = FeaturesConfig(max_len=max_len, doc_stride=stride, max_question_tokens=8)
+    cfg = WindowSettings(max_len=max_len, doc_stride=stride, max_question_tokens=8)
     features = build_features(tokenizer, ["कौन सा शहर?"], [context], cfg, answer_starts=[start],
                               answer_texts=[context[start:end]])
     answer_tokens = 0
@@ -108,7 +107,7 @@ def test_char_scores_and_their_inverse_agree(n_chars, data):
 @given(qa_example(), st.integers(0, 2**32 - 1))
 def test_decoded_answers_are_substrings_of_their_context(tokenizer, example, seed):
     context = example[0]
-    features = build_features(tokenizer, ["क्या?"], [context], FeaturesConfig(max_len=48, doc_stride=16))
+    features = build_features(tokenizer, ["क्या?"], [context], WindowSettings(max_len=48, doc_stride=16))
     rng = np.random.default_rng(seed)
     start = [rng.normal(scale=3, size=len(ids)) for ids in features.input_ids]
     end = [rng.normal(scale=3, size=len(ids)) for ids in features.input_ids]

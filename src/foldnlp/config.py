@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from foldnlp.errors import InputError
+from foldnlp.tasks import TASK_NAMES, settings_module
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -19,9 +25,6 @@ class DataConfig:
     test_csv: str = "input/test.csv"
     # None: sample_submission.csv beside test_csv.
     sample_submission_csv: str | None = None
-    # External SQuAD-format JSON files as "language:path", mixed into training only (never validation).
-    # Rows whose id is a validation or test id (translations of held-out questions) are dropped.
-    external_squad: list[str] = field(default_factory=lambda: ["english:input/external/xquad.en.json"])
     # Keep at most this many training rows (first rows of each fold's training part; None = all). For quick runs.
     max_train_examples: int | None = None
 
@@ -30,8 +33,10 @@ class DataConfig:
 class FoldsConfig:
     n_folds: int = 3
     seed: int = 42
-    stratify_by: str | None = "language"
-    group_by: str | None = "context"
+    # Columns of the task's fold table; a config that names neither gets its task's FOLD_DEFAULTS (QA: language,
+    # context). null: no stratification / no grouping.
+    stratify_by: str | None = None
+    group_by: str | None = None
     folds_dir: str = "folds"
 
     @property
@@ -53,10 +58,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    max_len: int = 256  # tokens per window, question and special tokens included
-    doc_stride: int = 96  # tokens shared by consecutive windows of one context
-    max_question_tokens: int = 64  # longer questions are cut to this many tokens
-    max_context_words: int | None = None  # keep only the first N whitespace-separated words of each context
+    max_len: int = 256  # tokens per window, special tokens (and QA's question) included
+    doc_stride: int = 96  # tokens shared by consecutive windows of one text
 
 
 @dataclass(frozen=True)
@@ -74,22 +77,7 @@ class TrainConfig:
     evals_per_epoch: int = 3
     eval_start_epoch: float = 0.5  # skip evaluations before this epoch (early ones only cost time)
     patience: int = 0  # stop after this many evaluations without a new best; 0 = never stop early
-    negative_fraction: float = 0.1  # share of answerless windows kept each epoch (resampled per epoch)
-    negative_loss_weight: float = 1.0  # loss weight of answerless windows
-    start_loss_weight: float = 0.5  # loss = w * CE(start) + (1 - w) * CE(end)
     seed: int = 42  # each fold trains with seed + fold
-    # Save the resumable training state (train_fold.py --resume) every N optimizer steps, besides at every
-    # evaluation; 0 = only at evaluations. Each save writes the weights and optimizer moments (~0.6 GB, ~1 s for
-    # multilingual-e5-small).
-    save_every_steps: int = 50
-    eval_batch_size: int = 64
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    max_answer_chars: int | None = 100
-    max_answer_words: int | None = None
-    n_best: int = 5  # candidates per test question written to submission.nbest.csv beside the submission
 
 
 @dataclass(frozen=True)
@@ -99,6 +87,18 @@ class InferenceConfig:
     # The test set is predicted in chunks of about this many context characters, each streamed to disk: peak
     # memory depends on this, not on the test set's size (see bench/inference_memory.py).
     chunk_chars: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How this run executes, not what it learns: outside the provenance hash, so changing these never blocks
+    --resume, adding a fold or blending."""
+
+    # Save the resumable training state (train_fold.py --resume) every N optimizer steps, besides at every
+    # evaluation; 0 = only at evaluations. Each save writes the weights and optimizer moments (~0.6 GB, ~1 s for
+    # multilingual-e5-small).
+    save_every_steps: int = 50
+    eval_batch_size: int = 64  # windows per forward pass when evaluating on the held-out fold
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,20 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    # The task's own section (YAML key: the task's name, e.g. `qa:`), typed by the task's SETTINGS dataclass.
+    # Filled by load_config (a bare ExperimentConfig() has none).
+    settings: Any = None
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+# Sections that say how a run executes, not what it learns (see RuntimeConfig); with `name` and `output_dir` they
+# are left out of the provenance hash.
+RUNTIME_SECTIONS = ("name", "output_dir", "inference", "runtime", "tracking")
+# Keys of configs written by earlier versions: read from where they were, with a warning (the task's own moved keys
+# are in its settings module).
+MOVED_KEYS = {"train.save_every_steps": "runtime.save_every_steps", "train.eval_batch_size": "runtime.eval_batch_size"}
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> ExperimentConfig:
@@ -135,15 +146,54 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Experimen
             raise InputError(f"config file {path} is not valid YAML: {err}") from err
         if not isinstance(raw, dict):
             raise InputError(f"config file {path} must hold a mapping of sections, got {type(raw).__name__}")
+    return from_dict(raw, overrides, where=str(path) if path else "config")
+
+
+def from_dict(raw: dict, overrides: list[str] = (), *, where: str = "config") -> ExperimentConfig:
+    """An experiment config from its nested dict (as in the YAML file, the task's section under its name)."""
+    raw = copy.deepcopy(raw)
     for override in overrides:
         _apply_override(raw, override)
-    cfg = build(ExperimentConfig, raw, where=str(path) if path else "config")
+    task = raw.get("task", ExperimentConfig.task)
+    if task not in TASK_NAMES:
+        raise InputError(f"task: {task!r} is not one of {', '.join(TASK_NAMES)}")
+    module = settings_module(task)
+    _move_old_keys(raw, {**MOVED_KEYS, **module.MOVED_KEYS}, where)
+    if raw.get("folds") is None:
+        raw["folds"] = {}
+    if isinstance(raw["folds"], dict):
+        for key, value in module.FOLD_DEFAULTS.items():
+            raw["folds"].setdefault(key, value)
+    others = sorted(set(raw) & set(TASK_NAMES) - {task})
+    if others:
+        raise InputError(f"{where}: section(s) {', '.join(others)} belong to another task; this config has task: "
+                         f"{task}")
+    section = raw.pop(task, None)
+    cfg = build(ExperimentConfig, raw, where=where)
+    cfg = dataclasses.replace(cfg, task=task, settings=build(module.SETTINGS, section or {}, where=task))
     _check_values(cfg)
     return cfg
 
 
+def _move_old_keys(raw: dict, moved: dict[str, str], where: str) -> None:
+    """Rewrite keys that earlier versions kept elsewhere (train.save_every_steps → runtime.save_every_steps)."""
+    for old, new in moved.items():
+        *old_sections, old_leaf = old.split(".")
+        node = raw
+        for section in old_sections:
+            node = node.get(section) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or old_leaf not in node:
+            continue
+        value = node.pop(old_leaf)
+        *new_sections, new_leaf = new.split(".")
+        target = raw
+        for section in new_sections:
+            target = target.setdefault(section, {})
+        target.setdefault(new_leaf, value)
+        log.warning("%s: %s is now %s (read as such; update the file)", where, old, new)
+
+
 _CHOICES = {
-    "task": ("qa",),
     "train.scheduler": ("linear", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "inference.precision": ("auto", "fp32", "bf16", "fp16"),
@@ -154,34 +204,48 @@ _CHOICES = {
 def _check_values(cfg: ExperimentConfig) -> None:
     """Settings that type-check but cannot work fail here, before any data is read."""
     for key, choices in _CHOICES.items():
-        value = _get(cfg, key)
+        value = value_at(cfg, key)
         if value not in choices:
             raise InputError(f"{key}: {value!r} is not one of {', '.join(choices)}")
     f, t = cfg.features, cfg.train
     if not 0 <= f.doc_stride < f.max_len:
         raise InputError(f"features.doc_stride ({f.doc_stride}) must be >= 0 and below features.max_len ({f.max_len})")
-    if not 0.0 <= t.negative_fraction <= 1.0 or not 0.0 <= t.start_loss_weight <= 1.0:
-        raise InputError("train.negative_fraction and train.start_loss_weight must lie in [0, 1]")
     if t.epochs <= 0 or t.batch_size < 1 or t.grad_accum_steps < 1 or t.evals_per_epoch < 1:
         raise InputError("train.epochs, train.batch_size, train.grad_accum_steps and train.evals_per_epoch "
                          "must be positive")
     if cfg.inference.chunk_chars < 1 or cfg.inference.batch_size < 1:
         raise InputError("inference.chunk_chars and inference.batch_size must be positive")
-    if t.save_every_steps < 0:
-        raise InputError(f"train.save_every_steps must be >= 0 (0 = only at evaluations), got {t.save_every_steps}")
+    if cfg.runtime.save_every_steps < 0 or cfg.runtime.eval_batch_size < 1:
+        raise InputError("runtime.save_every_steps must be >= 0 (0 = only at evaluations) and "
+                         "runtime.eval_batch_size positive")
     if cfg.folds.n_folds < 2:
         raise InputError(f"folds.n_folds must be at least 2, got {cfg.folds.n_folds}")
+    cfg.settings.check()
 
 
-def _get(cfg, dotted: str):
-    for part in dotted.split("."):
+def value_at(cfg, dotted: str):
+    """The value of a dotted key ("train.lr"; the task's section by its name: "qa.max_context_words")."""
+    parts = dotted.split(".")
+    if isinstance(cfg, ExperimentConfig) and parts[0] == cfg.task:
+        cfg, parts = cfg.settings, parts[1:]
+    for part in parts:
         cfg = getattr(cfg, part)
     return cfg
 
 
 def to_dict(cfg) -> dict:
-    """Plain nested dict of a config (for YAML files and experiment trackers)."""
-    return dataclasses.asdict(cfg)
+    """Plain nested dict of a config (for YAML files and experiment trackers); an experiment's task section is
+    keyed by the task's name, as in the YAML file."""
+    if not isinstance(cfg, ExperimentConfig):
+        return dataclasses.asdict(cfg)
+    out = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name == "settings":
+            out[cfg.task] = dataclasses.asdict(value)
+        else:
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def dump_yaml(cfg) -> str:
@@ -207,7 +271,8 @@ def build(cls, raw: dict, where: str):
     if not isinstance(raw, dict):
         raise InputError(f"{where}: expected a mapping of keys, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    # An experiment's `settings` is built from its task's section, by the task's own dataclass.
+    names = {f.name for f in dataclasses.fields(cls) if not (cls is ExperimentConfig and f.name == "settings")}
     unknown = sorted(set(raw) - names)
     if unknown:
         raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
@@ -250,7 +315,7 @@ def _cast_scalar(value, hint, key: str):
                 raise ValueError
             return float(value)
         if hint is str:
-            if isinstance(value, (dict, list)):
+            if value is None or isinstance(value, (dict, list)):  # null for a setting that needs a value
                 raise ValueError
             return str(value)
     except (TypeError, ValueError):

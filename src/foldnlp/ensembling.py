@@ -1,4 +1,4 @@
-"""Ensemble QA members (folds, experiments) by a weighted average of their per-character probabilities."""
+"""Ensemble members (folds, experiments) of any task by a weighted average of their scores' probabilities."""
 
 from __future__ import annotations
 
@@ -8,34 +8,34 @@ from collections.abc import Sequence
 import numpy as np
 
 from foldnlp.errors import format_rows
-from foldnlp.tasks.qa.charscores import CharScores
+from foldnlp.scores import Scores
 
 
-def average_char_scores(members: Sequence[CharScores], weights: Sequence[float] | None = None) -> CharScores:
-    """log(Σ_i w_i · exp(s_i)) per character, for start and end, with weights normalised to sum to 1.
+def average_scores(members: Sequence[Scores], weights: Sequence[float] | None = None) -> Scores:
+    """log(Σ_i w_i · exp(s_i)) per row and channel, with weights normalised to sum to 1.
 
     Probabilities are averaged, not log-probabilities: a member that is sure (log-prob near 0) is not drowned by
-    one that gives the character nothing, and a NO_SCORE character (exp(-1e4) = 0) simply adds nothing, so the
-    result is NO_SCORE only where every member has NO_SCORE. Computed as a running logaddexp in float32 (no
-    overflow or underflow, memory of one member), stored as float16. Examples come out in members[0]'s id order;
-    every member must hold the same ids with the same character counts (ValueError naming the ids otherwise).
+    one that gives the row nothing, and a row a member did not score (QA's NO_SCORE = -1e4: exp(-1e4) = 0) simply
+    adds nothing. Computed as a running logaddexp in float32 (no overflow or underflow, memory of one member),
+    stored as float16. Examples come out in members[0]'s id order; every member must hold the same ids with the
+    same row counts, units and channels (ValueError naming them otherwise).
     """
     if not members:
         raise ValueError("no members to average")
     weights = _normalised_weights(weights, len(members))
     reference = members[0]
-    lengths = np.diff(reference.offsets)
-    start = np.full(len(reference.start), -np.inf, dtype=np.float32)
-    end = np.full(len(reference.end), -np.inf, dtype=np.float32)
+    lengths = reference.lengths
+    total = np.full(reference.values.shape, -np.inf, dtype=np.float32)
     for number, (member, weight) in enumerate(zip(members, weights)):
+        if (member.unit, member.channels) != (reference.unit, reference.channels):
+            raise ValueError(f"member {number} scores {member.unit} × {member.channels}, member 0 scores "
+                             f"{reference.unit} × {reference.channels}")
         positions = _aligned_positions(reference, member, lengths, number)
         if weight > 0:  # a zero weight is log(0) = -inf: the member is checked but contributes nothing
             log_weight = np.float32(np.log(weight))
-            np.logaddexp(start, member.start[positions].astype(np.float32) + log_weight, out=start)
-            np.logaddexp(end, member.end[positions].astype(np.float32) + log_weight, out=end)
-    return CharScores(
-        reference.ids.copy(), reference.offsets.copy(), start.astype(np.float16), end.astype(np.float16)
-    )
+            np.logaddexp(total, member.values[positions].astype(np.float32) + log_weight, out=total)
+    return Scores(reference.ids.copy(), reference.offsets.copy(), total.astype(np.float16), reference.unit,
+                  reference.channels)
 
 
 def _normalised_weights(weights: Sequence[float] | None, count: int) -> np.ndarray:
@@ -50,21 +50,21 @@ def _normalised_weights(weights: Sequence[float] | None, count: int) -> np.ndarr
     return w / w.sum()
 
 
-def _aligned_positions(reference: CharScores, member: CharScores, lengths: np.ndarray, number: int) -> np.ndarray:
-    """Flat positions into member's start/end that list its characters in reference's example order.
+def _aligned_positions(reference: Scores, member: Scores, lengths: np.ndarray, number: int) -> np.ndarray:
+    """Row positions into member's values that list its rows in reference's example order.
 
-    lengths: (n,) character count of each reference example. Raises ValueError for duplicate, missing or extra
-    ids, or an example whose character count differs (then the contexts differ and scores cannot be aligned).
+    lengths: (n,) row count of each reference example. Raises ValueError for duplicate, missing or extra ids, or
+    an example whose row count differs (then the texts differ and scores cannot be aligned).
     """
     order = _member_order(reference.ids, member.ids, number)
     member_lengths = np.diff(member.offsets)[order]
     bad = np.flatnonzero(member_lengths != lengths)
     if bad.size:
         raise ValueError(
-            f"member {number}: character counts differ from member 0 (different contexts?) for ids "
+            f"member {number}: {reference.unit} counts differ from member 0 (different texts?) for ids "
             f"{format_rows(f'{reference.ids[i]} ({member_lengths[i]} vs {lengths[i]})' for i in bad)}"
         )
-    # Reference example i occupies flat positions offsets[i] + t (t < lengths[i]) and maps to member_start + t.
+    # Reference example i occupies rows offsets[i] + t (t < lengths[i]) and maps to member_start + t.
     shift = np.repeat(member.offsets[:-1][order] - reference.offsets[:-1], lengths)
     return shift + np.arange(len(shift))
 

@@ -1,17 +1,24 @@
-"""Assign rows to cross-validation folds deterministically, never splitting a group (context) across folds."""
+"""Assign rows to cross-validation folds deterministically, never splitting a group (a context, an essay) across
+folds."""
 
 import numpy as np
 import pandas as pd
 
-from foldnlp.data import (check_not_blank, check_unique_ids, describe_id_differences, read_text_csv,
-                          require_columns, row_labels)
 from foldnlp.errors import InputError, format_rows
+from foldnlp.tables import (
+    check_not_blank,
+    check_unique_ids,
+    describe_id_differences,
+    read_text_csv,
+    require_columns,
+    row_labels,
+)
 
 _SOURCE = "fold assignment"
 
 
-def assign_folds(frame: pd.DataFrame, n_folds: int, seed: int, stratify_by: str | None = "language",
-                 group_by: str | None = "context") -> pd.DataFrame:
+def assign_folds(frame: pd.DataFrame, n_folds: int, seed: int, stratify_by: str | None,
+                 group_by: str | None) -> pd.DataFrame:
     """Columns id, fold (0..n_folds-1) in the row order of frame; the same inputs always give the same folds."""
     used = [c for c in ("id", stratify_by, group_by) if c is not None]
     require_columns(frame, used, _SOURCE)
@@ -54,7 +61,7 @@ def read_folds(path, ids) -> pd.Series:
 
 
 def fold_summary(frame: pd.DataFrame, folds: pd.DataFrame, stratify_by: str | None,
-                 group_by: str | None = "context") -> str:
+                 group_by: str | None) -> str:
     """Per fold: rows, distinct groups and per-stratum counts, plus a total line, as a printable table."""
     assigned = frame["id"].map(folds.set_index("id")["fold"])
     if assigned.isna().any():

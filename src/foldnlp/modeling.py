@@ -1,4 +1,4 @@
-"""Backbone + task head from a local folder (or the bundled default), with the dropout and freezing settings."""
+"""A pretrained backbone with a task's head, from a local folder (or the bundled default), with dropout and freezing."""
 
 from __future__ import annotations
 
@@ -8,16 +8,14 @@ import os
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers 5 prints a bar on every load
 
 import transformers  # noqa: E402
-from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer  # noqa: E402
+from transformers import AutoConfig, AutoTokenizer  # noqa: E402
 
-from foldnlp.config import ModelConfig  # noqa: E402
 from foldnlp.artifacts import check_safetensors_weights  # noqa: E402
+from foldnlp.config import ModelConfig  # noqa: E402
 from foldnlp.pretrained import resolve_model_path  # noqa: E402
 
 transformers.logging.set_verbosity_error()
 log = logging.getLogger(__name__)
-
-_HEADS = {"qa": AutoModelForQuestionAnswering}
 
 
 def load_tokenizer(path: str):
@@ -27,19 +25,21 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def load_model(task: str, path: str, cfg: ModelConfig | None = None):
-    """The backbone at `path` with the task's head. With cfg (training), apply dropout and freezing settings;
-    without (inference from a saved checkpoint), load the folder exactly as saved. Only safetensors weights load."""
+def load_model(head_class, path: str, cfg: ModelConfig | None = None):
+    """The backbone at `path` with the head of `head_class` (a transformers Auto* class chosen by the task, e.g.
+    AutoModelForQuestionAnswering). With cfg (training), apply dropout and freezing settings; without (inference from
+    a saved checkpoint), load the folder exactly as saved.
+    Only safetensors weights load."""
     folder = resolve_model_path(path)
     check_safetensors_weights(folder)
     config = AutoConfig.from_pretrained(folder)
     if cfg is not None and cfg.dropout is not None:
         for name in [k for k in config.to_dict() if k.endswith("dropout") or k.endswith("dropout_prob")]:
             setattr(config, name, cfg.dropout)
-    model = _HEADS[task].from_pretrained(folder, config=config, use_safetensors=True)
+    model = head_class.from_pretrained(folder, config=config, use_safetensors=True)
     if cfg is not None and cfg.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info("loaded %s (%s head): %.1fM parameters, %.1fM trainable", folder, task,
+    log.info("loaded %s (%s): %.1fM parameters, %.1fM trainable", folder, head_class.__name__,
              sum(p.numel() for p in model.parameters()) / 1e6, trainable / 1e6)
     return model

@@ -10,11 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from foldnlp.config import ExperimentConfig, to_dict
-
-# Fields that change neither the trained weights nor the out-of-fold outputs: editing them between folds (a bigger
-# inference batch, wandb off) or copying a run under another name does not make a different experiment.
-_NOT_TRAINING = ("name", "output_dir", "inference", "tracking")
+from foldnlp.config import RUNTIME_SECTIONS, ExperimentConfig, to_dict
 
 
 def file_sha256(path: str | Path) -> str:
@@ -26,20 +22,21 @@ def file_sha256(path: str | Path) -> str:
 
 
 def training_config(cfg: ExperimentConfig) -> dict:
-    """The config fields that decide what a fold learns, as a plain dict."""
-    return {k: v for k, v in to_dict(cfg).items() if k not in _NOT_TRAINING}
+    """The config fields that decide what a fold learns, as a plain dict. Runtime settings (RUNTIME_SECTIONS: a
+    bigger inference batch, wandb off, state saved more often) and the run's name do not make another experiment."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in RUNTIME_SECTIONS}
 
 
 def config_sha256(cfg: ExperimentConfig) -> str:
     return hashlib.sha256(json.dumps(training_config(cfg), sort_keys=True).encode()).hexdigest()
 
 
-def run_provenance(cfg: ExperimentConfig, fold_file: Path, seed: int) -> dict:
-    """Hashes of everything a fold's training read (paths as given in the config, never resolved)."""
-    external = [entry.partition(":")[2] for entry in cfg.data.external_squad]
+def run_provenance(cfg: ExperimentConfig, fold_file: Path, seed: int, data_files: list[str]) -> dict:
+    """Hashes of everything a fold's training read: the task's data_files (paths as given in the config, never
+    resolved; the training CSV first)."""
     return {"config_sha256": config_sha256(cfg), "config": training_config(cfg), "seed": seed,
             "fold_file": {"path": str(fold_file), "sha256": file_sha256(fold_file)},
-            "data": {path: file_sha256(path) for path in [cfg.data.train_csv, *external]}}
+            "data": {path: file_sha256(path) for path in data_files}}
 
 
 def mismatch(recorded: dict, current: dict) -> str:

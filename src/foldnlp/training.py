@@ -6,9 +6,10 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,21 +17,12 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from foldnlp.batching import TrainingSet, collate, epoch_batches
 from foldnlp.config import TrainConfig
-from foldnlp.inference import pad_batch
 from foldnlp.precision import resolve_precision
 from foldnlp.training_state import LoopPosition, load_state, save_state
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainingSet:
-    """Training windows: unpadded token ids, per-window targets, and which windows are negatives (no answer)."""
-
-    input_ids: list[np.ndarray]
-    targets: dict[str, np.ndarray]  # name -> (n_windows, ...) passed to the loss, e.g. start/end positions
-    is_negative: np.ndarray  # (n_windows,) bool: subsampled to train.negative_fraction each epoch
 
 
 @dataclass
@@ -46,6 +38,7 @@ class StateSaving:
     folder: Path
     provenance: dict  # stored with the state; the caller checks it before resuming
     resume: bool = False
+    every_steps: int = 50  # also saved every N optimizer steps besides at every evaluation; 0 = evaluations only
 
 
 @dataclass
@@ -64,25 +57,6 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
                        gradient_accumulation_steps=cfg.grad_accum_steps, cpu=device.type == "cpu")
 
 
-def epoch_batches(data: TrainingSet, cfg: TrainConfig, rng: np.random.Generator) -> list[np.ndarray]:
-    """One epoch's batches: every answer window plus a fresh sample of negatives, grouped by length.
-
-    Windows are shuffled, cut into chunks of 50 batches, each chunk sorted by length and split into batches whose
-    order is shuffled again: batches hold similar lengths (little padding) while the order stays random.
-    """
-    positives = np.flatnonzero(~data.is_negative)
-    negatives = np.flatnonzero(data.is_negative)
-    keep = rng.choice(negatives, size=round(cfg.negative_fraction * len(negatives)), replace=False)
-    chosen = rng.permutation(np.concatenate([positives, keep]))
-    lengths = np.array([len(data.input_ids[i]) for i in chosen])
-    chunk = 50 * cfg.batch_size
-    batches = []
-    for lo in range(0, len(chosen), chunk):
-        part = chosen[lo : lo + chunk][np.argsort(-lengths[lo : lo + chunk], kind="stable")]
-        batches.extend(part[i : i + cfg.batch_size] for i in range(0, len(part), cfg.batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 def param_groups(model: torch.nn.Module, cfg: TrainConfig, head_prefixes: tuple[str, ...]) -> list[dict]:
     """AdamW groups: the fresh head at head_lr; no weight decay on biases and norm weights (1-D tensors)."""
     groups: dict[tuple[bool, bool], list] = {}
@@ -98,18 +72,21 @@ def param_groups(model: torch.nn.Module, cfg: TrainConfig, head_prefixes: tuple[
 def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator, pad_id: int,
         loss_fn: Callable[[Any, dict], torch.Tensor], evaluate: Callable[[Any], Evaluation],
         save_best: Callable[[Any, Evaluation], None], head_prefixes: tuple[str, ...], seed: int,
-        metric_name: str = "score", log_metrics: Callable[[dict, int], None] = lambda m, s: None,
-        progress: bool = True, state: StateSaving | None = None) -> FitResult:
-    """Train `model` on `data`; evaluate `evals_per_epoch` times per epoch; keep the best by evaluate().score.
+        metric_name: str = "score", higher_is_better: bool = True,
+        log_metrics: Callable[[dict, int], None] = lambda m, s: None, progress: bool = True,
+        state: StateSaving | None = None) -> FitResult:
+    """Train `model` on `data`; evaluate `evals_per_epoch` times per epoch; keep the best by evaluate().score
+    (the highest, or the lowest when not higher_is_better).
 
     loss_fn(model_outputs, batch) -> scalar loss; batch holds input_ids, attention_mask and the targets.
     save_best(unwrapped_model, evaluation) runs for every new best; the best payload is returned (None when the
     run resumed after its best evaluation: the caller re-evaluates the saved best checkpoint).
-    state: where the resumable state is saved every cfg.save_every_steps steps and at each evaluation, and
+    state: where the resumable state is saved (every state.every_steps steps and at each evaluation), and
     whether to continue from it.
     """
     rng = np.random.default_rng(seed)
-    n_batches = len(epoch_batches(data, cfg, np.random.default_rng(seed)))
+    first_epoch = epoch_batches(data, cfg.batch_size, np.random.default_rng(seed))
+    n_batches = len(first_epoch)
     batches_per_process = math.ceil(n_batches / accelerator.num_processes)
     steps_per_epoch = math.ceil(batches_per_process / cfg.grad_accum_steps)
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
@@ -125,8 +102,8 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
         log.info("resumed from %s at step %d of %d (epoch %d, batch %d; best %s %s)", state.folder, at.step,
                  total_steps, at.epoch, at.batches_done, metric_name,
                  "none yet" if at.best_score is None else f"{at.best_score:.4f} at step {at.best_step}")
-    log.info("training %d windows (%d with the answer), %d steps (%d per epoch), evaluating every %d steps, %s",
-             len(data.input_ids), int((~data.is_negative).sum()), total_steps, steps_per_epoch, eval_every,
+    log.info("training on %d of %d windows per epoch, %d steps (%d per epoch), evaluating every %d steps, %s",
+             sum(len(b) for b in first_epoch), len(data.input_ids), total_steps, steps_per_epoch, eval_every,
              accelerator.mixed_precision)
     best_payload = None
     started = time.perf_counter()
@@ -148,9 +125,9 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
             at.epoch_rng = rng.bit_generator.state
         else:  # resumed within this epoch: draw the same batches again, then skip the ones already trained
             rng.bit_generator.state = at.epoch_rng
-        batches = epoch_batches(data, cfg, rng)[accelerator.process_index :: accelerator.num_processes]
+        batches = epoch_batches(data, cfg.batch_size, rng)[accelerator.process_index :: accelerator.num_processes]
         for batch_idx in batches[at.batches_done :]:
-            batch = _collate(data, batch_idx, pad_id, accelerator.device)
+            batch = {k: v.to(accelerator.device) for k, v in collate(data, batch_idx, pad_id).items()}
             loss = _train_batch(model, optimizer, accelerator, batch, loss_fn, cfg.max_grad_norm)
             at.batches_done += 1
             if not accelerator.sync_gradients:
@@ -164,8 +141,8 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
             due = at.step % eval_every == 0 and at.step >= cfg.eval_start_epoch * steps_per_epoch
             if due or at.step == total_steps:
                 evaluation = _evaluate_and_keep(accelerator.unwrap_model(model), evaluate, save_best, at,
-                                                steps_per_epoch, metric_name, at.elapsed_s + time.perf_counter()
-                                                - started, log_metrics)
+                                                steps_per_epoch, metric_name, higher_is_better,
+                                                at.elapsed_s + time.perf_counter() - started, log_metrics)
                 if evaluation is not None:
                     best_payload = evaluation.payload
                 model.train()
@@ -173,14 +150,14 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
                     log.info("early stop: %d evaluations without a new best", at.since_best)
                     at.stopped_early = True
                 save_state_now()
-            elif cfg.save_every_steps and at.step % cfg.save_every_steps == 0:
+            elif state is not None and state.every_steps and at.step % state.every_steps == 0:
                 save_state_now()
             if at.stopped_early or at.step >= total_steps:
                 break
         else:
             at.epoch, at.batches_done, at.epoch_rng = at.epoch + 1, 0, None
     bar.close()
-    best = -math.inf if at.best_score is None else at.best_score
+    best = (-math.inf if higher_is_better else math.inf) if at.best_score is None else at.best_score
     return FitResult(best, at.best_step, best_payload, at.stopped_early, at.history)
 
 
@@ -197,21 +174,15 @@ def _train_batch(model, optimizer, accelerator: Accelerator, batch: dict, loss_f
     return loss
 
 
-def _collate(data: TrainingSet, batch_idx: np.ndarray, pad_id: int, device) -> dict[str, torch.Tensor]:
-    batch = pad_batch([data.input_ids[i] for i in batch_idx], pad_id)
-    batch.update({name: torch.from_numpy(values[batch_idx]) for name, values in data.targets.items()})
-    batch["is_negative"] = torch.from_numpy(data.is_negative[batch_idx])
-    return {k: v.to(device) for k, v in batch.items()}
-
-
 def _evaluate_and_keep(model, evaluate, save_best, at: LoopPosition, steps_per_epoch: int, metric_name: str,
-                       elapsed_s: float, log_metrics) -> Evaluation | None:
+                       higher_is_better: bool, elapsed_s: float, log_metrics) -> Evaluation | None:
     """Evaluate, save on a new best, log the outcome and update `at`; returns the evaluation if it is a new best."""
     evaluation = evaluate(model)
     score, epoch = evaluation.score, at.step / steps_per_epoch
     at.history.append({"step": at.step, "epoch": round(epoch, 3), metric_name: score, "elapsed_s": round(elapsed_s, 1)})
     log_metrics({f"valid/{metric_name}": score, "epoch": epoch}, at.step)
-    if at.best_score is None or score > at.best_score:
+    improved = at.best_score is None or (score > at.best_score if higher_is_better else score < at.best_score)
+    if improved:
         previous = "" if at.best_score is None else f"{at.best_score:.4f} → "
         save_best(model, evaluation)
         at.best_score, at.best_step, at.since_best = score, at.step, 0

@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--doc-stride", type=int,
                          help="tokens shared by consecutive windows, for every experiment (default: each fold's "
                               "training value; smaller = fewer windows)")
-        sub.add_argument("--max-context-words", type=int, help="keep only the first N words of each context")
+        sub.add_argument("--max-context-words", type=int,
+                         help="QA: keep only the first N words of each context (qa.max_context_words)")
 
     b = command("build", "Write the code, weights and wheels datasets and the kernel to --out, and print how to push "
                          "them.")
@@ -77,9 +78,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     def run(args) -> int:
-        overrides = {k: v for k, v in (("doc_stride", getattr(args, "doc_stride", None)),
-                                       ("max_context_words", getattr(args, "max_context_words", None)))
-                     if v is not None}
+        overrides = [f"{k}={v}" for k, v in (("features.doc_stride", getattr(args, "doc_stride", None)),
+                                             ("qa.max_context_words", getattr(args, "max_context_words", None)))
+                     if v is not None]
         if args.command == "build":
             return _build(args, overrides)
         if args.command == "local-run":
@@ -88,13 +89,13 @@ def main(argv=None) -> int:
 
         print(plan(args.experiments, args.test_csv, device=args.device, limit_hours=args.limit_hours,
                    expected_rows=args.expected_rows, overhead_minutes=args.overhead_minutes,
-                   feature_overrides=overrides))
+                   overrides=overrides))
         return 0
 
     return cli.run(run, _parser(), argv)
 
 
-def _build(args, overrides: dict) -> int:
+def _build(args, overrides: list[str]) -> int:
     from foldnlp.kaggle.bundle import Options, build_bundle, default_name, image_packages
 
     name = args.name or default_name(args.experiments)
@@ -102,7 +103,7 @@ def _build(args, overrides: dict) -> int:
     options = Options(competition=args.competition, user=args.user, name=name, gpu=args.gpu, kaggle_has=args.kaggle_has,
                       requirements=args.requirements, python_version=args.python_version,
                       license_name=args.license_name, precision=args.precision, batch_size=args.batch_size,
-                      features=overrides, blend_weights=args.weights)
+                      overrides=overrides, blend_weights=args.weights)
     summary = build_bundle(args.experiments, out, options)
     print(f"bundle {out} ({'GPU' if args.gpu else 'CPU'} kernel; left to the Kaggle image: "
           f"{', '.join(image_packages(options)) or 'nothing'}):")

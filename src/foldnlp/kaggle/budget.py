@@ -9,7 +9,6 @@ recounted for smaller doc strides and context truncations, and the least cut tha
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -19,15 +18,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from foldnlp import artifacts
-from foldnlp.config import FeaturesConfig, load_config
-from foldnlp.data import read_qa_csv
+from foldnlp.config import ExperimentConfig, from_dict, to_dict, value_at
 from foldnlp.errors import InputError
 from foldnlp.inference import predict
-from foldnlp.modeling import load_model, load_tokenizer
+from foldnlp.modeling import load_tokenizer
 from foldnlp.precision import resolve_precision
-from foldnlp.steps.infer import load_run_config
-from foldnlp.tasks.qa import task
+from foldnlp.runs import open_run
+from foldnlp.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,8 @@ class Shape:
 class Estimate:
     name: str
     folds: int
-    features: FeaturesConfig
+    cfg: ExperimentConfig  # fold 0's, with the overrides
+    max_words: int | None  # the task's first-N-words truncation in force, if it has one
     windows: int  # in the test CSV as given
     mean_tokens: float
     windows_per_second: float  # per fold
@@ -84,28 +82,29 @@ class _Experiment:
     name: str
     folds: list[int]
     model_dir: Path
-    features: FeaturesConfig
+    cfg: ExperimentConfig  # fold 0's, with the overrides
+    task: object
     tokenizer: object
     shape: Shape
-    precision: str
-    batch_size: int
 
 
 def plan(experiments: list[Path], test_csv: Path, *, device: str, limit_hours: float, expected_rows: int | None,
-         overhead_minutes: float, feature_overrides: dict) -> str:
+         overhead_minutes: float, overrides: list[str]) -> str:
     """The printed budget: method and assumptions, per-experiment estimate, total against the limit, and the doc
     stride / context truncation that would fit when over."""
     if device != "cpu" and device not in DEVICES:
         raise InputError(f"--device {device!r}: one of cpu, {', '.join(DEVICES)}")
-    test = read_qa_csv(test_csv, with_answers=False)
+    opened = [_open(Path(e), overrides) for e in experiments]
+    test, _ = opened[0].task.read_test(test_csv, None)
     scale = (expected_rows or len(test)) / len(test)
-    opened = [_open(Path(e), feature_overrides) for e in experiments]
     estimates = []
     for exp in opened:
-        features = task.make_features(exp.tokenizer, test, exp.features, with_labels=False)
-        windows_per_second, note = _throughput(exp, features, device)
-        estimates.append(Estimate(exp.name, len(exp.folds), exp.features, len(features), float(features.lengths.mean()),
-                                  windows_per_second, scale, note))
+        windows = exp.task.windows(exp.tokenizer, test, with_targets=False)
+        lengths = np.array([len(ids) for ids in windows.input_ids])
+        windows_per_second, note = _throughput(exp, windows.input_ids, device)
+        max_words = value_at(exp.cfg, exp.task.truncation_key) if exp.task.truncation_key else None
+        estimates.append(Estimate(exp.name, len(exp.folds), exp.cfg, max_words, len(windows),
+                                  float(lengths.mean()), windows_per_second, scale, note))
     lines = _method(device, test_csv, len(test), expected_rows, overhead_minutes, estimates)
     lines += _table(estimates)
     budget = limit_hours * 3600 - overhead_minutes * 60
@@ -119,37 +118,35 @@ def plan(experiments: list[Path], test_csv: Path, *, device: str, limit_hours: f
     return "\n".join(lines)
 
 
-def _open(run_dir: Path, feature_overrides: dict) -> _Experiment:
-    paths = artifacts.RunPaths(run_dir)
-    load_run_config(paths)  # a clear error for a folder that is not a run
-    folds = paths.folds_to_use()
-    model_dir = artifacts.checked_model_dir(paths.model_dir(folds[0]))
-    fold_cfg = load_config(model_dir / artifacts.CONFIG_BESIDE_WEIGHTS)
+def _open(run_dir: Path, overrides: list[str]) -> _Experiment:
+    run = open_run(run_dir)
+    model_dir = run.model_dir(run.folds[0])
+    cfg = run.fold_config(run.folds[0], overrides)
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(model_dir)
     shape = Shape(config.num_hidden_layers, config.hidden_size,
                   getattr(config, "intermediate_size", None) or 4 * config.hidden_size)
-    return _Experiment(run_dir.name, folds, model_dir, dataclasses.replace(fold_cfg.features, **feature_overrides),
-                       load_tokenizer(str(model_dir)), shape, fold_cfg.inference.precision,
-                       fold_cfg.inference.batch_size)
+    return _Experiment(run.name, run.folds, model_dir, cfg, get_task(cfg), load_tokenizer(str(model_dir)), shape)
 
 
-def _throughput(exp: _Experiment, features, device: str) -> tuple[float, str]:
+def _throughput(exp: _Experiment, input_ids: list[np.ndarray], device: str) -> tuple[float, str]:
     """(windows per second of one fold, how it was obtained): measured on this CPU, or work ÷ assumed sustained
     rate for a GPU."""
     shape = exp.shape
+    lengths = np.array([len(ids) for ids in input_ids])
     if device != "cpu":
-        work_per_window = shape.flops(features.lengths) / len(features)
+        work_per_window = shape.flops(lengths) / len(input_ids)
         return (DEVICES[device].sustained_tflops * 1e12 / work_per_window,
                 f"L={shape.layers} H={shape.hidden} I={shape.intermediate}: {work_per_window / 1e9:.1f} GFLOP/window")
     rng = np.random.default_rng(0)
-    sample = rng.choice(len(features), size=min(SAMPLE_WINDOWS, len(features)), replace=False)
-    windows = [features.input_ids[i] for i in sample]
-    model = load_model("qa", str(exp.model_dir))
-    precision = resolve_precision(exp.precision, torch.device("cpu"))
-    kwargs = dict(pad_id=exp.tokenizer.pad_token_id, batch_size=exp.batch_size, precision=precision,
-                  output_names=task.OUTPUT_NAMES, progress=False)
+    sample = rng.choice(len(input_ids), size=min(SAMPLE_WINDOWS, len(input_ids)), replace=False)
+    windows = [input_ids[i] for i in sample]
+    model = exp.task.load_model(str(exp.model_dir))
+    precision = resolve_precision(exp.cfg.inference.precision, torch.device("cpu"))
+    batch_size = exp.cfg.inference.batch_size
+    kwargs = dict(pad_id=exp.tokenizer.pad_token_id, batch_size=batch_size, precision=precision,
+                  outputs=exp.task.outputs, progress=False)
     predict(model, windows[:8], **kwargs)  # warm-up: first calls allocate and pick kernels
     seconds = float("inf")
     for _ in range(TIMED_PASSES):
@@ -157,7 +154,7 @@ def _throughput(exp: _Experiment, features, device: str) -> tuple[float, str]:
         predict(model, windows, **kwargs)
         seconds = min(seconds, time.perf_counter() - started)
     achieved = shape.flops(np.array([len(w) for w in windows])) / seconds / 1e9
-    note = f"{precision}, batch {exp.batch_size}, {torch.get_num_threads()} threads: {achieved:.0f} GFLOP/s achieved"
+    note = f"{precision}, batch {batch_size}, {torch.get_num_threads()} threads: {achieved:.0f} GFLOP/s achieved"
     return len(windows) / seconds, note
 
 
@@ -185,8 +182,8 @@ def _method(device: str, test_csv: Path, rows: int, expected_rows: int | None, o
 def _table(estimates: list[Estimate]) -> list[str]:
     header = (f"{'experiment':<16} {'folds':>5} {'max_len':>7} {'stride':>6} {'words':>6} {'windows':>9} "
               f"{'tok/win':>7} {'win/s':>8} {'per fold':>9} {'all folds':>9}")
-    rows = [f"{e.name:<16} {e.folds:>5} {e.features.max_len:>7} {e.features.doc_stride:>6} "
-            f"{e.features.max_context_words or '-':>6} {round(e.windows * e.scale):>9} {e.mean_tokens:>7.0f} "
+    rows = [f"{e.name:<16} {e.folds:>5} {e.cfg.features.max_len:>7} {e.cfg.features.doc_stride:>6} "
+            f"{e.max_words or '-':>6} {round(e.windows * e.scale):>9} {e.mean_tokens:>7.0f} "
             f"{e.windows_per_second:>8.1f} {_duration(e.seconds / e.folds):>9} {_duration(e.seconds):>9}"
             for e in estimates]
     return [header, *rows]
@@ -200,27 +197,34 @@ def _fitting(experiments: list[_Experiment], estimates: list[Estimate], test: pd
         return ["no setting fits: the fixed overhead alone exceeds the limit"]
     factor = budget / sum(e.seconds for e in estimates)
     lines = [f"to fit, cut windows to {100 * factor:.0f} % or less; candidate settings (windows recounted):"]
-    words = test["context"].str.split().str.len()
-    truncations = [None] + sorted({int(round(words.quantile(q), -2)) or 100 for q in CANDIDATE_WORD_QUANTILES},
-                                  reverse=True)
     for exp, est in zip(experiments, estimates):
-        strides = [est.features.doc_stride] + [s for s in CANDIDATE_STRIDES if s < est.features.doc_stride]
+        words = pd.Series([len(t.split()) for t in exp.task.texts(test)])
+        truncations = [None]
+        if exp.task.truncation_key is not None:
+            truncations += sorted({int(round(words.quantile(q), -2)) or 100 for q in CANDIDATE_WORD_QUANTILES},
+                                  reverse=True)
+        stride_now = est.cfg.features.doc_stride
+        strides = [stride_now] + [s for s in CANDIDATE_STRIDES if s < stride_now]
         candidates = []
         for stride in strides:
             for max_words in truncations:
-                cfg = dataclasses.replace(est.features, doc_stride=stride, max_context_words=max_words)
-                candidates.append((len(task.make_features(exp.tokenizer, test, cfg, with_labels=False)), cfg))
-        fitting = [(n, cfg) for n, cfg in candidates if n <= est.windows * factor]
-        lines.append(f"  {exp.name}, windows in the test CSV by doc stride (rows) and first N words of each context:")
+                changes = [f"features.doc_stride={stride}"]
+                if max_words is not None:
+                    changes.append(f"{exp.task.truncation_key}={max_words}")
+                cfg = from_dict(to_dict(exp.cfg), changes)
+                candidates.append((len(get_task(cfg).windows(exp.tokenizer, test, with_targets=False)), stride,
+                                   max_words))
+        fitting = [c for c in candidates if c[0] <= est.windows * factor]
+        lines.append(f"  {exp.name}, windows in the test CSV by doc stride (rows) and first N words of each text:")
         lines.append("    " + f"{'stride':>8}" + "".join(f"{w or 'all':>8}" for w in truncations))
         for i, stride in enumerate(strides):
             counts = candidates[i * len(truncations):(i + 1) * len(truncations)]
-            lines.append("    " + f"{stride:>8}" + "".join(f"{n:>8}" for n, _ in counts))
+            lines.append("    " + f"{stride:>8}" + "".join(f"{n:>8}" for n, _, _ in counts))
         if fitting:
-            n, cfg = max(fitting, key=lambda item: item[0])
-            words_flag = f" --max-context-words {cfg.max_context_words}" if cfg.max_context_words else ""
+            n, stride, max_words = max(fitting, key=lambda item: item[0])
+            words_flag = f" --max-context-words {max_words}" if max_words else ""
             seconds = n * est.scale * est.folds / est.windows_per_second
-            lines.append(f"  → {exp.name}: build with --doc-stride {cfg.doc_stride}{words_flag} "
+            lines.append(f"  → {exp.name}: build with --doc-stride {stride}{words_flag} "
                          f"({round(n * est.scale)} windows, {_duration(seconds)} for all folds)")
         else:
             lines.append(f"  → {exp.name}: no candidate fits; use fewer folds or experiments")

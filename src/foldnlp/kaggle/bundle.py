@@ -21,11 +21,11 @@ from packaging.utils import canonicalize_name
 
 import foldnlp
 from foldnlp import artifacts
-from foldnlp.config import ExperimentConfig, build, dump_yaml, load_config, to_dict
+from foldnlp.config import ExperimentConfig, dump_yaml, from_dict, to_dict
 from foldnlp.errors import InputError
 from foldnlp.kaggle import metadata, wheels
 from foldnlp.kaggle.leaks import find_leaks
-from foldnlp.steps.infer import load_run_config
+from foldnlp.runs import Run, open_run
 
 MANIFEST = "foldnlp_bundle.json"
 # Files of a checkpoint folder that inference reads (the tokenizer files of the common tokenizer families); an
@@ -54,7 +54,8 @@ class Options:
     license_name: str = "CC0-1.0"
     precision: str = "auto"  # auto = fp16 on a GPU, bf16 on CPUs that have it
     batch_size: int | None = None
-    features: dict = field(default_factory=dict)  # FeaturesConfig overrides applied in the kernel
+    # "section.key=value" settings applied to each fold's config in the kernel (features.doc_stride=64, ...)
+    overrides: list[str] = field(default_factory=list)
     blend_weights: list[float] | None = None
 
 
@@ -126,7 +127,7 @@ def kernel_settings(options: Options, slugs: dict[str, str], requirements: list[
         "image_packages": image_packages(options),
         "precision": options.precision,
         "batch_size": options.batch_size,
-        "features": options.features,
+        "overrides": options.overrides,
     }
 
 
@@ -149,36 +150,18 @@ def portable_config(cfg: ExperimentConfig) -> ExperimentConfig:
         if isinstance(value, list):
             return [cut(v) for v in value]
         if isinstance(value, str):
-            prefix, sep, rest = value.rpartition(":")  # "language:path" entries of data.external_squad
+            prefix, sep, rest = value.rpartition(":")  # "language:path" entries such as qa.external_squad
             if sep and os.path.isabs(rest):
                 return f"{prefix}:{Path(rest).name}"
             if os.path.isabs(value):
                 return Path(value).name
         return value
 
-    return build(ExperimentConfig, cut(to_dict(cfg)), where="config")
+    return from_dict(cut(to_dict(cfg)))
 
 
-@dataclass(frozen=True)
-class _Run:
-    paths: artifacts.RunPaths
-    cfg: ExperimentConfig
-    folds: list[int]
-
-    @property
-    def name(self) -> str:
-        return self.paths.root.name
-
-
-def _open_runs(experiments: list[Path]) -> list[_Run]:
-    runs = []
-    for root in experiments:
-        paths = artifacts.RunPaths(Path(root))
-        cfg = load_run_config(paths)
-        folds = paths.folds_to_use()
-        for fold in folds:
-            artifacts.checked_model_dir(paths.model_dir(fold))
-        runs.append(_Run(paths, cfg, folds))
+def _open_runs(experiments: list[Path]) -> list[Run]:
+    runs = [open_run(root, check_checkpoints=True) for root in experiments]
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise InputError(f"--experiments: two run folders share a name ({', '.join(names)}); the weights dataset "
@@ -186,7 +169,7 @@ def _open_runs(experiments: list[Path]) -> list[_Run]:
     return runs
 
 
-def _write_weights(runs: list[_Run], folder: Path, blend_weights: list[float] | None) -> None:
+def _write_weights(runs: list[Run], folder: Path, blend_weights: list[float] | None) -> None:
     for run in runs:
         target = artifacts.RunPaths(folder / run.name)
         artifacts.atomic_write_text(target.config, dump_yaml(portable_config(run.cfg)))
@@ -200,8 +183,8 @@ def _write_weights(runs: list[_Run], folder: Path, blend_weights: list[float] | 
                                                               if k not in _SOURCE_KEYS[name]})
                 elif (source / name).is_file():
                     _link_or_copy(source / name, dest / name)
-            fold_cfg = load_config(source / artifacts.CONFIG_BESIDE_WEIGHTS)
-            artifacts.atomic_write_text(dest / artifacts.CONFIG_BESIDE_WEIGHTS, dump_yaml(portable_config(fold_cfg)))
+            artifacts.atomic_write_text(dest / artifacts.CONFIG_BESIDE_WEIGHTS,
+                                        dump_yaml(portable_config(run.fold_config(fold))))
     manifest = {"foldnlp": foldnlp.__version__, "blend_weights": blend_weights,
                 "experiments": [{"name": r.name, "folds": r.folds} for r in runs]}
     artifacts.atomic_write_json(folder / MANIFEST, manifest)
@@ -224,7 +207,7 @@ def _write_kernel(folder: Path, options: Options, dataset_ids: list[str], settin
         gpu=options.gpu))
 
 
-def _machine_paths(runs: list[_Run], out: Path) -> list[str]:
+def _machine_paths(runs: list[Run], out: Path) -> list[str]:
     """Absolute paths of this machine that a bundle file could pick up: home, working directory, checkout, run
     folders, model sources and the output folder."""
     paths = {Path.home(), Path.cwd(), Path(__file__).resolve().parents[3], out.resolve().parent}

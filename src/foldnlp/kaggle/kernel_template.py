@@ -101,7 +101,7 @@ def predict(weights: Path, competition: Path, working: Path) -> Path:
         run = working_run(find_experiment(weights, experiment["name"]), RunPaths(working / "runs" / experiment["name"]),
                           experiment["folds"])
         infer(run.root, folds=experiment["folds"], test_csv=str(test_csv), sample_csv=str(sample_csv),
-              feature_overrides=SETTINGS["features"], batch_size=SETTINGS["batch_size"],
+              overrides=SETTINGS["overrides"], batch_size=SETTINGS["batch_size"],
               precision=SETTINGS["precision"], progress=False)
         runs.append(run.root)
         folds.append(experiment["folds"])

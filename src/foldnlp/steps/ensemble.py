@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -12,34 +10,44 @@ from pathlib import Path
 import pandas as pd
 
 from foldnlp import artifacts
-from foldnlp.config import DecodeConfig, ExperimentConfig
-from foldnlp.data import describe_id_differences, read_qa_csv
-from foldnlp.ensembling import average_char_scores
+from foldnlp.ensembling import average_scores
 from foldnlp.errors import InputError, format_rows
 from foldnlp.folds import read_folds
-from foldnlp.metrics import jaccard_report
 from foldnlp.provenance import file_sha256, mismatch
-from foldnlp.steps.infer import load_run_config, read_test, sample_submission_path
-from foldnlp.tasks.qa import task
-from foldnlp.tasks.qa.charscores import CharScores, concat_char_scores
+from foldnlp.runs import Run, open_run
+from foldnlp.scores import Scores, concat_scores
+from foldnlp.steps.infer import test_paths
+from foldnlp.tables import describe_id_differences
+from foldnlp.tasks import get_task
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Experiment:
-    paths: artifacts.RunPaths
-    cfg: ExperimentConfig
-    folds: list[int]
+    run: Run
     provenance: dict | None  # of its first trained fold, every fold's checked to match; None in a test-only blend
+
+    @property
+    def paths(self) -> artifacts.RunPaths:
+        return self.run.paths
+
+    @property
+    def cfg(self):
+        return self.run.cfg
+
+    @property
+    def folds(self) -> list[int]:
+        return self.run.folds
 
 
 def ensemble(run_dirs: list[Path], *, weights: list[float] | None, test_csv: str | None, sample_csv: str | None,
-             out: Path, decode_overrides: dict | None = None, folds: list[list[int]] | None = None,
-             score_oof: bool = True, allow_mixed_folds: bool = False) -> str:
+             out: Path, overrides: list[str] = (), folds: list[list[int]] | None = None, score_oof: bool = True,
+             allow_mixed_folds: bool = False) -> str:
     """Write the blended submission to `out`; returns the CV report of the blended out-of-fold outputs.
 
-    decode_overrides: DecodeConfig fields replacing the first experiment's (max_answer_chars, ...).
+    overrides: "section.key=value" settings applied to the first experiment's config, whose task decodes the
+    blend (QA: qa.decode.max_answer_chars=...).
     folds: per run dir, the folds to blend (default: every trained fold, found by its metrics.json).
     score_oof=False skips the CV report and the training-side checks, for test-only run folders (a Kaggle kernel
     has no OOF outputs, metrics or train CSV); test ids are checked either way.
@@ -48,41 +56,47 @@ def ensemble(run_dirs: list[Path], *, weights: list[float] | None, test_csv: str
     every experiment covers exactly once.
     """
     folds = folds if folds is not None else [None] * len(run_dirs)
-    experiments = [_open(Path(d), k, checked=score_oof, allow_mixed_folds=allow_mixed_folds)
-                   for d, k in zip(run_dirs, folds, strict=True)]
+    experiments = [_open(Path(d), k, overrides if i == 0 else [], checked=score_oof,
+                         allow_mixed_folds=allow_mixed_folds)
+                   for i, (d, k) in enumerate(zip(run_dirs, folds, strict=True))]
+    tasks = {e.cfg.task for e in experiments}
+    if len(tasks) > 1:
+        raise InputError("cannot blend experiments of different tasks: " + ", ".join(
+            f"{e.paths.root} is task {e.cfg.task}" for e in experiments))
     if weights is not None and len(weights) != len(experiments):
         raise InputError(f"--weights: {len(weights)} weights for {len(experiments)} experiments")
-    decode_cfg = dataclasses.replace(experiments[0].cfg.decode, **(decode_overrides or {}))
+    task = get_task(experiments[0].cfg)
     if score_oof:
         _check_same_folds(experiments, allow_mixed_folds)
-        report = cv_report(experiments, weights, decode_cfg, allow_mixed_folds)
+        train, fold_of_id, oof = blended_oof(task, experiments, weights, allow_mixed_folds)
+        report = task.cv_report(train, oof, fold_of_id)
+        task = task.fit_decoding(train, oof)
     else:
         report = "CV not computed (test-only blend)"
-    test_csv = test_csv or experiments[0].cfg.data.test_csv
-    sample_csv = Path(sample_csv or sample_submission_path(test_csv, experiments[0].cfg.data.sample_submission_csv))
-    test, sample = read_test(test_csv, sample_csv)
-    blended = _blend([_test_scores(e, sample["id"], sample_csv) for e in experiments], weights, "test outputs")
-    answers = dict(zip(blended.ids, task.decode(test, blended, decode_cfg)))
-    submission = pd.DataFrame({"id": sample["id"], "PredictionString": sample["id"].map(answers)})
+    test_csv, sample_csv = test_paths(experiments[0].cfg, test_csv, sample_csv)
+    test, sample = task.read_test(test_csv, sample_csv)
+    blended = _blend([_test_scores(e, test["id"], test_csv) for e in experiments], weights, "test outputs")
+    submission = task.submission(sample, task.decode(test, blended))
     artifacts.atomic_write_csv(out, submission)
-    if decode_cfg.n_best > 1:
-        artifacts.atomic_write_csv(nbest_path(out), task.n_best_table(test, blended, decode_cfg))
+    for name, table in task.side_tables(test, blended).items():
+        artifacts.atomic_write_csv(side_table_path(out, name), table)
     log.info("wrote %s: %d rows, blended from %s", out, len(submission),
              ", ".join(f"{e.paths.root} folds {e.folds}" for e in experiments))
     return report
 
 
-def nbest_path(out: Path) -> Path:
-    """submission.csv → submission.nbest.csv: the n best candidate answers per test id, for error analysis."""
-    return out.with_suffix(".nbest.csv")
+def side_table_path(out: Path, name: str) -> Path:
+    """submission.csv → submission.<name>.csv (QA: submission.nbest.csv, the n best answers per test id)."""
+    return out.with_suffix(f".{name}.csv")
 
 
-def cv_report(experiments: list[Experiment], weights: list[float] | None, decode_cfg: DecodeConfig,
-              allow_mixed_folds: bool = False) -> str:
-    """CV Jaccard of the blended out-of-fold predictions, per fold, overall and per language."""
+def blended_oof(task, experiments: list[Experiment], weights: list[float] | None,
+                allow_mixed_folds: bool = False) -> tuple[pd.DataFrame, pd.Series, Scores]:
+    """(training examples, fold per id, blended out-of-fold scores), every experiment's OOF checked to cover
+    the training ids exactly once."""
     cfg = experiments[0].cfg
-    all_rows = read_qa_csv(cfg.data.train_csv, with_answers=True)
-    folds = read_folds(artifacts.fold_file(cfg.folds.folds_dir, cfg.folds.scheme), all_rows["id"])
+    train = task.read_train()
+    folds = read_folds(artifacts.fold_file(cfg.folds.folds_dir, cfg.folds.scheme), train["id"])
     members = [_oof_scores(e) for e in experiments]
     problems = [f"{e.paths.root}: {p}" for e, m in zip(experiments, members)
                 if (p := oof_coverage_problem(m.ids, folds, e.folds))]
@@ -94,21 +108,7 @@ def cv_report(experiments: list[Experiment], weights: list[float] | None, decode
         log.warning("--allow-mixed-folds: %s; the CV covers the %d ids every experiment has exactly once",
                     "; ".join(problems), len(common))
         members = [m.select(common) for m in members]
-    oof = _blend(members, weights, "out-of-fold outputs")
-    train = all_rows.set_index("id").loc[list(oof.ids)].reset_index()
-    raw = task.decode(train, oof, decode_cfg, clean=False)  # train is in oof.ids order
-    frame = train.assign(fold=train["id"].map(folds).to_numpy(), raw=raw,
-                         prediction=task.clean_answers(raw, train["context"].tolist()))
-    by_fold = jaccard_report(frame, "fold")
-    by_language = jaccard_report(frame, "language")
-    raw = jaccard_report(frame, prediction_col="raw")["jaccard"].iloc[0]
-    lines = [f"CV Jaccard (out-of-fold, {len(frame)} questions, folds {sorted(set(frame['fold']))}): "
-             f"{by_fold['jaccard'].iloc[0]:.4f}  (without post-processing {raw:.4f})",
-             "per fold:     " + "  ".join(f"{r.fold}: {r.jaccard:.4f} (n={r.n})"
-                                          for r in by_fold.iloc[1:].itertuples()),
-             "per language: " + "  ".join(f"{r.language}: {r.jaccard:.4f} (n={r.n})"
-                                          for r in by_language.iloc[1:].itertuples())]
-    return "\n".join(lines)
+    return train, folds, _blend(members, weights, "out-of-fold outputs")
 
 
 def oof_coverage_problem(oof_ids, folds: pd.Series, trained: list[int]) -> str:
@@ -129,31 +129,26 @@ def oof_coverage_problem(oof_ids, folds: pd.Series, trained: list[int]) -> str:
     return ", ".join(parts)
 
 
-def _covered_by_all(members: list[CharScores]) -> list[str]:
+def _covered_by_all(members: list[Scores]) -> list[str]:
     """Ids that every member holds exactly once, in the first member's order."""
     once = [{i for i, n in Counter(m.ids.tolist()).items() if n == 1} for m in members]
     common = set.intersection(*once)
     return [i for i in dict.fromkeys(members[0].ids.tolist()) if i in common]
 
 
-def _open(run_dir: Path, folds: list[int] | None, *, checked: bool, allow_mixed_folds: bool) -> Experiment:
+def _open(run_dir: Path, folds: list[int] | None, overrides: list[str], *, checked: bool,
+          allow_mixed_folds: bool) -> Experiment:
     """An experiment's run folder; checked: its folds share one training config, fold file and data."""
-    paths = artifacts.RunPaths(run_dir)
-    cfg = load_run_config(paths)
-    folds = paths.folds_to_use(folds)
+    run = open_run(run_dir, folds, overrides=overrides)
     if not checked:
-        return Experiment(paths, cfg, folds, provenance=None)
-    records = {k: json.loads(paths.metrics(k).read_text(encoding="utf-8")).get("provenance") for k in folds}
-    unrecorded = [k for k, r in records.items() if r is None]
-    if unrecorded:
-        raise InputError(f"{run_dir}: fold(s) {unrecorded} have no provenance in metrics.json (trained by an older "
-                         "foldnlp): retrain them with --overwrite")
-    first = records[folds[0]]
+        return Experiment(run, provenance=None)
+    records = {k: run.provenance(k) for k in run.folds}
+    first = records[run.folds[0]]
     differing = {k: why for k, r in records.items() if (why := mismatch(first, r))}
     if differing:
         _refuse_or_warn(f"{run_dir}: fold(s) {list(differing)} were trained with another config, fold file or data "
-                        f"than fold {folds[0]} ({'; '.join(differing.values())})", allow_mixed_folds)
-    return Experiment(paths, cfg, folds, first)
+                        f"than fold {run.folds[0]} ({'; '.join(differing.values())})", allow_mixed_folds)
+    return Experiment(run, first)
 
 
 def _check_same_folds(experiments: list[Experiment], allow_mixed_folds: bool) -> None:
@@ -182,19 +177,19 @@ def _refuse_or_warn(problem: str, allow_mixed_folds: bool) -> None:
     log.warning("--allow-mixed-folds: %s", problem)
 
 
-def _oof_scores(e: Experiment) -> CharScores:
-    return concat_char_scores([artifacts.load_char_scores(e.paths.oof_scores(k)) for k in e.folds])
+def _oof_scores(e: Experiment) -> Scores:
+    return concat_scores([artifacts.load_scores(e.paths.oof_scores(k)) for k in e.folds])
 
 
-def _test_scores(e: Experiment, sample_ids, sample_csv: Path) -> CharScores:
-    """The experiment's test scores: every fold's, averaged with equal weights; each must cover the sample's ids."""
+def _test_scores(e: Experiment, test_ids, test_csv) -> Scores:
+    """The experiment's test scores: every fold's, averaged with equal weights; each must cover the test ids."""
     missing = [k for k in e.folds if not e.paths.test_scores(k).is_file()]
     if missing:
         raise InputError(f"{e.paths.root}: no test outputs for fold(s) {missing}: run infer.py first")
     members = []
     for k in e.folds:
-        scores = artifacts.load_char_scores(e.paths.test_scores(k))
-        differences = describe_id_differences(sample_ids, scores.ids, str(sample_csv), str(e.paths.test_scores(k)))
+        scores = artifacts.load_scores(e.paths.test_scores(k))
+        differences = describe_id_differences(test_ids, scores.ids, str(test_csv), str(e.paths.test_scores(k)))
         if differences:
             raise InputError(f"test outputs of fold {k} of {e.paths.root} cover other ids than the submission "
                              f"({differences}): run infer.py on this test set")
@@ -202,8 +197,8 @@ def _test_scores(e: Experiment, sample_ids, sample_csv: Path) -> CharScores:
     return _blend(members, None, f"test outputs of {e.paths.root}")
 
 
-def _blend(members: list[CharScores], weights: list[float] | None, what: str) -> CharScores:
+def _blend(members: list[Scores], weights: list[float] | None, what: str) -> Scores:
     try:
-        return average_char_scores(members, weights)
+        return average_scores(members, weights)
     except ValueError as err:
         raise InputError(f"cannot blend the {what}: {err}") from err

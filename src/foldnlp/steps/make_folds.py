@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from foldnlp import artifacts
-from foldnlp.config import FoldsConfig
-from foldnlp.data import read_qa_csv
+from foldnlp.config import ExperimentConfig
 from foldnlp.folds import assign_folds, fold_summary
+from foldnlp.tasks import get_task
 
 
-def make_folds(train_csv: str, cfg: FoldsConfig) -> tuple[Path, str]:
-    """Returns the fold file written and a printable summary (rows, contexts and languages per fold)."""
-    frame: pd.DataFrame = read_qa_csv(train_csv, with_answers=True)
-    folds = assign_folds(frame, cfg.n_folds, cfg.seed, cfg.stratify_by, cfg.group_by)
-    path = artifacts.fold_file(cfg.folds_dir, cfg.scheme)
+def make_folds(cfg: ExperimentConfig) -> tuple[Path, str]:
+    """Returns the fold file written and a printable summary (rows, groups and strata per fold)."""
+    task = get_task(cfg)
+    table = task.fold_table(task.read_train())
+    folds = assign_folds(table, cfg.folds.n_folds, cfg.folds.seed, cfg.folds.stratify_by, cfg.folds.group_by)
+    path = artifacts.fold_file(cfg.folds.folds_dir, cfg.folds.scheme)
     artifacts.atomic_write_csv(path, folds)
-    return path, fold_summary(frame, folds, cfg.stratify_by, cfg.group_by)
+    return path, fold_summary(table, folds, cfg.folds.stratify_by, cfg.folds.group_by)

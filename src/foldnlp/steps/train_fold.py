@@ -12,14 +12,13 @@ from accelerate.utils import set_seed
 
 from foldnlp import artifacts
 from foldnlp.config import ExperimentConfig, dump_yaml, to_dict
-from foldnlp.data import read_qa_csv, read_squad_json
 from foldnlp.errors import InputError
 from foldnlp.folds import read_folds
 from foldnlp.inference import predict
-from foldnlp.modeling import load_model, load_tokenizer
-from foldnlp.tasks.qa import task
-from foldnlp.tracking import Tracker
+from foldnlp.modeling import load_tokenizer
 from foldnlp.provenance import mismatch, run_provenance
+from foldnlp.tasks import get_task
+from foldnlp.tracking import Tracker
 from foldnlp.training import Evaluation, StateSaving, fit, make_accelerator
 from foldnlp.training_state import read_state_json
 
@@ -34,11 +33,12 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     (and returns a finished fold's metrics untouched), so one loop over all folds with resume picks up after a crash.
     """
     paths = artifacts.RunPaths.of(cfg.output_dir, cfg.name)
+    task = get_task(cfg)
     fold_path = artifacts.fold_file(cfg.folds.folds_dir, cfg.folds.scheme)
     if not fold_path.is_file():
         raise InputError(f"fold file {fold_path} does not exist: run `python make_folds.py` with this config first")
     seed = cfg.train.seed + fold
-    provenance = run_provenance(cfg, fold_path, seed)
+    provenance = run_provenance(cfg, fold_path, seed, task.training_files())
     if paths.metrics(fold).is_file() and not overwrite:
         if resume:
             log.info("fold %d of %s already finished; nothing to resume", fold, paths.root)
@@ -50,26 +50,27 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     if overwrite:  # the old fold's outputs must not outlive it half-replaced if this run is killed
         for stale in (paths.metrics(fold), paths.test_scores(fold), paths.test_predictions(fold)):
             stale.unlink(missing_ok=True)
-    train, valid = split_fold(cfg, fold, fold_path)
-    train = pd.concat([train, external_rows(cfg, exclude_ids=set(valid["id"]) | test_ids(cfg))], ignore_index=True)
-    log.info("fold %d: %d training rows (languages: %s), %d validation rows", fold, len(train),
-             train["language"].value_counts().to_dict(), len(valid))
+    train, valid = split_fold(cfg, task, fold, fold_path)
+    extra = task.extra_training_examples(set(valid["id"]))
+    if extra is not None:
+        train = pd.concat([train, extra], ignore_index=True)
+    log.info("fold %d: %d training rows, %d validation rows", fold, len(train), len(valid))
 
     set_seed(seed)
     tokenizer = load_tokenizer(cfg.model.name_or_path)
-    train_windows = task.training_set(task.make_features(tokenizer, train, cfg.features, with_labels=True))
-    valid_features = task.make_features(tokenizer, valid, cfg.features, with_labels=False)
-    model = load_model(cfg.task, cfg.model.name_or_path, cfg.model)
+    train_windows = task.training_set(task.windows(tokenizer, train, with_targets=True))
+    valid_windows = task.windows(tokenizer, valid, with_targets=False)
+    model = task.load_model(cfg.model.name_or_path, cfg.model)
     accelerator = make_accelerator(cfg.train)
     artifacts.atomic_write_text(paths.config, dump_yaml(cfg))
 
     def evaluate(model) -> Evaluation:
-        outputs = predict(model, valid_features.input_ids, pad_id=tokenizer.pad_token_id,
-                          batch_size=cfg.train.eval_batch_size, precision=_precision(accelerator),
-                          output_names=task.OUTPUT_NAMES, desc="eval", progress=progress)
-        scores = task.char_scores(valid, valid_features, outputs)
-        predictions = task.decode(valid, scores, cfg.decode)
-        return Evaluation(task.score(predictions, valid["answer_text"]), (scores, predictions))
+        outputs = predict(model, valid_windows.input_ids, pad_id=tokenizer.pad_token_id,
+                          batch_size=cfg.runtime.eval_batch_size, precision=_precision(accelerator),
+                          outputs=task.outputs, desc="eval", progress=progress)
+        scores = task.to_scores(valid, valid_windows, outputs)
+        predictions = task.decode(valid, scores)
+        return Evaluation(task.score(valid, predictions), (scores, predictions))
 
     def save_best(model, evaluation: Evaluation) -> None:
         save_checkpoint(paths.model_dir(fold), model, tokenizer, cfg)
@@ -77,25 +78,29 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     tracker = Tracker(cfg.tracking.wandb, cfg.tracking.project, cfg.name, fold, to_dict(cfg), paths.fold_dir(fold))
     started = time.perf_counter()
     result = fit(model, train_windows, cfg.train, accelerator=accelerator, pad_id=tokenizer.pad_token_id,
-                 loss_fn=task.make_loss(cfg.train), evaluate=evaluate, save_best=save_best,
-                 head_prefixes=task.HEAD_PREFIXES, seed=seed, metric_name=task.METRIC, log_metrics=tracker.log,
-                 progress=progress, state=StateSaving(paths.training_state(fold), provenance, resume))
+                 loss_fn=task.loss, evaluate=evaluate, save_best=save_best, head_prefixes=task.head_prefixes,
+                 seed=seed, metric_name=task.metric_name, higher_is_better=task.higher_is_better,
+                 log_metrics=tracker.log, progress=progress,
+                 state=StateSaving(paths.training_state(fold), provenance, resume, cfg.runtime.save_every_steps))
     payload = result.best_payload
     if payload is None:  # resumed after the best evaluation: recompute its outputs from the saved checkpoint
-        best = evaluate(load_model(cfg.task, str(artifacts.checked_model_dir(paths.model_dir(fold)))))
+        best = evaluate(task.load_model(str(artifacts.checked_model_dir(paths.model_dir(fold)))))
         if best.score != result.best_score:
             log.warning("fold %d: the saved best checkpoint scores %.6f, the run recorded %.6f", fold, best.score,
                         result.best_score)
         payload = best.payload
-    metrics = {"fold": fold, task.METRIC: result.best_score, "best_step": result.best_step,
+    metrics = {"fold": fold, "metric": task.metric_name, "higher_is_better": task.higher_is_better,
+               task.metric_name: result.best_score, "best_step": result.best_step,
                "stopped_early": result.stopped_early, "train_seconds": round(time.perf_counter() - started, 1),
                "train_rows": len(train), "valid_rows": len(valid), "history": result.history,
                "provenance": provenance}
-    write_oof(paths, fold, valid, *payload)
+    scores, predictions = payload
+    artifacts.save_scores(paths.oof_scores(fold), scores)
+    artifacts.atomic_write_csv(paths.oof_predictions(fold), task.with_truth(valid, predictions))
     artifacts.atomic_write_json(paths.metrics(fold), metrics)  # written last: marks the fold as finished
     artifacts.remove_dir(paths.training_state(fold))
-    tracker.finish({f"best_{task.METRIC}": result.best_score, "best_step": result.best_step})
-    log.info("fold %d: best %s %.4f at step %d; outputs in %s", fold, task.METRIC, result.best_score,
+    tracker.finish({f"best_{task.metric_name}": result.best_score, "best_step": result.best_step})
+    log.info("fold %d: best %s %.4f at step %d; outputs in %s", fold, task.metric_name, result.best_score,
              result.best_step, paths.fold_dir(fold))
     return metrics
 
@@ -137,9 +142,9 @@ def check_same_experiment(paths: artifacts.RunPaths, fold: int, provenance: dict
                              f"(--set name=...) or retrain fold {other} with --overwrite")
 
 
-def split_fold(cfg: ExperimentConfig, fold: int, fold_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(training rows, validation rows) of one fold; train.max_train_examples caps the training rows."""
-    frame = read_qa_csv(cfg.data.train_csv, with_answers=True)
+def split_fold(cfg: ExperimentConfig, task, fold: int, fold_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, validation rows) of one fold; data.max_train_examples caps the training rows."""
+    frame = task.read_train()
     folds = read_folds(fold_path, frame["id"])
     if fold not in set(folds):
         raise InputError(f"--fold {fold}: {fold_path} has folds {sorted(set(folds))}")
@@ -148,27 +153,6 @@ def split_fold(cfg: ExperimentConfig, fold: int, fold_path: Path) -> tuple[pd.Da
     if cfg.data.max_train_examples is not None:
         train = train.head(cfg.data.max_train_examples)
     return train, frame[is_valid].reset_index(drop=True)
-
-
-def external_rows(cfg: ExperimentConfig, exclude_ids: set[str]) -> pd.DataFrame:
-    """External SQuAD-format data for training; rows sharing an id with a held-out question (translations of the
-    validation or test questions, as in XQuAD) are dropped so that nothing of them leaks into training."""
-    frames = []
-    for entry in cfg.data.external_squad:
-        language, sep, path = entry.partition(":")
-        if not sep:
-            raise InputError(f"data.external_squad entry {entry!r}: expected language:path, e.g. english:input/x.json")
-        rows = read_squad_json(path, language)
-        kept = rows[~rows["id"].isin(exclude_ids)]
-        log.info("external %s: %d rows, %d kept (%d share an id with held-out rows)", path, len(rows), len(kept),
-                 len(rows) - len(kept))
-        frames.append(kept)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def test_ids(cfg: ExperimentConfig) -> set[str]:
-    test_csv = Path(cfg.data.test_csv)
-    return set(read_qa_csv(test_csv, with_answers=False)["id"]) if test_csv.is_file() else set()
 
 
 def save_checkpoint(model_dir: Path, model, tokenizer, cfg: ExperimentConfig) -> None:
@@ -180,13 +164,6 @@ def save_checkpoint(model_dir: Path, model, tokenizer, cfg: ExperimentConfig) ->
         (tmp / artifacts.CONFIG_BESIDE_WEIGHTS).write_text(dump_yaml(cfg), encoding="utf-8")
 
     artifacts.atomic_write_dir(model_dir, fill)
-
-
-def write_oof(paths: artifacts.RunPaths, fold: int, valid: pd.DataFrame, scores, predictions) -> None:
-    artifacts.save_char_scores(paths.oof_scores(fold), scores)
-    truths = valid.set_index("id").loc[list(scores.ids), "answer_text"].tolist()
-    artifacts.atomic_write_csv(paths.oof_predictions(fold),
-                               pd.DataFrame({"id": scores.ids, "prediction": predictions, "answer_text": truths}))
 
 
 def _precision(accelerator) -> str:

@@ -1,4 +1,4 @@
-"""Tokenizer-independent QA outputs: start/end log-probabilities over each context's characters.
+"""Tokenizer-independent QA scores: start/end log-probabilities over each context's characters (unit "char").
 
 Every character takes the score of the token that covers it; where windows overlap, a character keeps the max.
 Scores are normalised per example (log-softmax over the example's distinct context tokens, across all of its
@@ -8,59 +8,17 @@ Characters no window covered (truncated contexts, or spaces no token claims) hol
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from foldnlp.scores import Scores
 
 # Log-probability of a character no token covered: exp(-1e4) is 0 in any dtype, and -1e4 fits float16.
 NO_SCORE = -1.0e4
-
-
-@dataclass(frozen=True)
-class CharScores:
-    """Start/end scores of many examples, stored flat (CSR style) to stay compact on disk.
-
-    ids:     (n,) example ids, in the order of the examples.
-    offsets: (n + 1,) int64; example i owns flat positions offsets[i]:offsets[i + 1], one per context character.
-    start:   (offsets[-1],) float16 log-probabilities that the answer starts at that character.
-    end:     (offsets[-1],) float16 log-probabilities that the answer ends at (includes) that character.
-    """
-
-    ids: np.ndarray
-    offsets: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
-
-    def __post_init__(self):
-        n = len(self.ids)
-        assert self.offsets.shape == (n + 1,), (self.offsets.shape, n)
-        assert self.start.shape == self.end.shape == (int(self.offsets[-1]),), (self.start.shape, self.end.shape)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def example(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """(start, end) score arrays of example i, each of length len(context_i)."""
-        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
-        return self.start[lo:hi], self.end[lo:hi]
-
-    def select(self, ids) -> "CharScores":
-        """The examples with these ids (each present once), in that order."""
-        position = {id_: i for i, id_ in enumerate(self.ids.tolist())}
-        chosen = [position[i] for i in ids]
-        return CharScores.from_lists(ids, [self.example(i)[0] for i in chosen], [self.example(i)[1] for i in chosen])
-
-    @classmethod
-    def from_lists(cls, ids, starts: list[np.ndarray], ends: list[np.ndarray]) -> "CharScores":
-        """Pack per-example arrays (in the order of ids) into one CharScores."""
-        lengths = np.array([len(s) for s in starts], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        flat = lambda arrays: (np.concatenate(arrays) if arrays else np.zeros(0)).astype(np.float16)  # noqa: E731
-        return cls(np.asarray(ids, dtype=object).astype(str), offsets, flat(starts), flat(ends))
+UNIT, CHANNELS = "char", ("start", "end")
 
 
 def window_logits_to_char_scores(ids, context_lengths, example_index: np.ndarray, context_offsets: list[np.ndarray],
-                                 start_logits: list[np.ndarray], end_logits: list[np.ndarray]) -> CharScores:
+                                 start_logits: list[np.ndarray], end_logits: list[np.ndarray]) -> Scores:
     """Map per-window token logits of many examples onto their contexts' characters.
 
     ids, context_lengths: one entry per example (characters of the context the windows were built on).
@@ -74,7 +32,12 @@ def window_logits_to_char_scores(ids, context_lengths, example_index: np.ndarray
         layout = _TokenLayout(int(context_lengths[i]), offsets)  # shared by start and end: computed once
         starts.append(layout.char_scores(np.concatenate([start_logits[w][k] for w, k in zip(windows, keep)] or [[]])))
         ends.append(layout.char_scores(np.concatenate([end_logits[w][k] for w, k in zip(windows, keep)] or [[]])))
-    return CharScores.from_lists(ids, starts, ends)
+    return char_scores(ids, starts, ends)
+
+
+def char_scores(ids, starts: list[np.ndarray], ends: list[np.ndarray]) -> Scores:
+    """Pack per-example start and end arrays (each (len(context),)) into Scores per char."""
+    return Scores.from_lists(ids, [np.stack([s, e], axis=1) for s, e in zip(starts, ends)], UNIT, CHANNELS)
 
 
 def example_char_scores(n_chars: int, offsets: np.ndarray, logits: np.ndarray) -> np.ndarray:
@@ -125,12 +88,3 @@ def _group_windows(example_index: np.ndarray, n_examples: int) -> list[np.ndarra
     order = np.argsort(example_index, kind="stable")
     bounds = np.searchsorted(example_index[order], np.arange(n_examples + 1))
     return [order[bounds[i] : bounds[i + 1]] for i in range(n_examples)]
-
-
-def concat_char_scores(parts: list[CharScores]) -> CharScores:
-    """Join the scores of disjoint example sets (e.g. the out-of-fold outputs of every fold) into one."""
-    sizes = [int(p.offsets[-1]) for p in parts]
-    shifts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    offsets = np.concatenate([[0]] + [p.offsets[1:] + shift for p, shift in zip(parts, shifts)]).astype(np.int64)
-    return CharScores(np.concatenate([p.ids for p in parts]), offsets,
-                      np.concatenate([p.start for p in parts]), np.concatenate([p.end for p in parts]))

@@ -1,4 +1,4 @@
-"""Decode answer spans from per-character start/end log-probabilities (CharScores) into context substrings.
+"""Decode answer spans from per-character start/end log-probabilities (Scores per char) into context substrings.
 
 Cost per example of L characters with C start candidates (about one per token): O(L + C log C) for the exact best
 span (a sparse-table range maximum), plus O(L + k²) for the k × k grid of top start/end candidates that fills the
@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from foldnlp.tasks.qa.charscores import NO_SCORE, CharScores
+from foldnlp.scores import Scores
+from foldnlp.tasks.qa.charscores import NO_SCORE
 
 # Scores at or below this are NO_SCORE, also after ensembling shifted them by a log-weight (see ensembling.py).
 _REAL_SCORE_FLOOR = NO_SCORE / 2
@@ -54,7 +55,7 @@ def decode_best_span(
     return _rank(spans, n_best)
 
 
-def decode_all(contexts: Sequence[str], scores: CharScores, **kw) -> list[str]:
+def decode_all(contexts: Sequence[str], scores: Scores, **kw) -> list[str]:
     """Best answer text of each example (contexts in scores.ids order); '' where no span is valid. Not cleaned.
 
     kw go to decode_best_span; n_best defaults to 1 here since only the best span is kept.
@@ -64,7 +65,7 @@ def decode_all(contexts: Sequence[str], scores: CharScores, **kw) -> list[str]:
     kw.setdefault("n_best", 1)
     answers = []
     for i, context in enumerate(contexts):
-        start, end = scores.example(i)
+        start, end = scores.example(i).T
         if len(context) != len(start):
             raise ValueError(
                 f"example {str(scores.ids[i])!r}: context has {len(context)} characters"

@@ -11,10 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from foldnlp.config import FeaturesConfig
 from foldnlp.errors import InputError
 
 CLS_INDEX = 0  # the first token (<s> / [CLS]): the label of windows that do not contain the answer
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    max_len: int = 256  # tokens per window, question and special tokens included (features.max_len)
+    doc_stride: int = 96  # tokens shared by consecutive windows of one context (features.doc_stride)
+    max_question_tokens: int = 64  # longer questions are cut to this many tokens (qa.max_question_tokens)
 
 
 @dataclass
@@ -59,7 +65,7 @@ def truncate_context(context: str, max_words: int | None) -> str:
     return context
 
 
-def build_features(tokenizer, questions, contexts, cfg: FeaturesConfig, answer_starts=None,
+def build_features(tokenizer, questions, contexts, cfg: WindowSettings, answer_starts=None,
                    answer_texts=None) -> QAFeatures:
     """Tokenize examples into windows; with answers, label each window with the answer's token span.
 
@@ -118,7 +124,7 @@ def _truncate_questions(tokenizer, questions: list[str], max_tokens: int) -> lis
     return cut
 
 
-def _check_stride_fits(tokenizer, questions: list[str], cfg: FeaturesConfig) -> None:
+def _check_stride_fits(tokenizer, questions: list[str], cfg: WindowSettings) -> None:
     """A window must hold the question, the special tokens and more context tokens than the stride."""
     longest = max((len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"]), default=0)
     room = cfg.max_len - longest - tokenizer.num_special_tokens_to_add(pair=True)
@@ -126,4 +132,4 @@ def _check_stride_fits(tokenizer, questions: list[str], cfg: FeaturesConfig) -> 
         raise InputError(
             f"features.doc_stride={cfg.doc_stride} cannot work with features.max_len={cfg.max_len}: the longest "
             f"question takes {longest} tokens, leaving {room} for context; choose doc_stride < {room}, a larger "
-            f"max_len, or a smaller features.max_question_tokens")
+            f"max_len, or a smaller qa.max_question_tokens")

@@ -1,97 +1,189 @@
-"""The QA task seam: examples → features → training windows, its loss, outputs → character scores → answers."""
+"""Extractive QA (Kaggle chaii): question + context → answer span, scored by word-level Jaccard."""
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from transformers import AutoModelForQuestionAnswering
 
-from foldnlp.config import DecodeConfig, FeaturesConfig, TrainConfig
-from foldnlp.metrics import mean_jaccard
-from foldnlp.postprocess import clean_answer
-from foldnlp.tasks.qa.charscores import CharScores, window_logits_to_char_scores
+from foldnlp import modeling
+from foldnlp.batching import TrainingSet
+from foldnlp.inference import TOKEN
+from foldnlp.scores import Scores
+from foldnlp.tables import check_ids_match_sample
+from foldnlp.tasks.base import Task
+from foldnlp.tasks.qa.charscores import CHANNELS, UNIT, window_logits_to_char_scores
+from foldnlp.tasks.qa.data import read_qa_csv, read_sample_submission, read_squad_json
 from foldnlp.tasks.qa.decoding import decode_all, decode_best_span
-from foldnlp.tasks.qa.features import QAFeatures, build_features, truncate_context
-from foldnlp.training import TrainingSet
+from foldnlp.tasks.qa.features import QAFeatures, WindowSettings, build_features, truncate_context
+from foldnlp.tasks.qa.metrics import jaccard_report, mean_jaccard
+from foldnlp.tasks.qa.postprocess import clean_answer
 
-METRIC = "jaccard"
-HEAD_PREFIXES = ("qa_outputs",)  # parameter names of the fresh QA head (trained at train.head_lr)
-OUTPUT_NAMES = ("start_logits", "end_logits")
-
-
-def make_features(tokenizer, frame: pd.DataFrame, cfg: FeaturesConfig, with_labels: bool) -> QAFeatures:
-    contexts = [truncate_context(c, cfg.max_context_words) for c in frame["context"]]
-    if not with_labels:
-        return build_features(tokenizer, list(frame["question"]), contexts, cfg)
-    return build_features(tokenizer, list(frame["question"]), contexts, cfg,
-                          answer_starts=frame["answer_start"].to_numpy(), answer_texts=list(frame["answer_text"]))
+log = logging.getLogger(__name__)
 
 
-def training_set(features: QAFeatures) -> TrainingSet:
-    return TrainingSet(features.input_ids,
-                       {"start_positions": features.start_positions, "end_positions": features.end_positions},
-                       is_negative=~features.has_answer)
+class QATask(Task):
+    name = "qa"
+    metric_name = "jaccard"
+    unit, channels = UNIT, CHANNELS
+    outputs = {"start_logits": TOKEN, "end_logits": TOKEN}
+    head_prefixes = ("qa_outputs",)
+    truncation_key = "qa.max_context_words"
 
+    # ---- data -------------------------------------------------------------------------------------------------
+    def read_train(self) -> pd.DataFrame:
+        return read_qa_csv(self.cfg.data.train_csv, with_answers=True)
 
-def make_loss(cfg: TrainConfig):
-    """Cross-entropy of start and end positions over each window's tokens; answerless windows (labelled CLS)
-    weigh train.negative_loss_weight."""
+    def read_test(self, test_path, sample_path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        test = read_qa_csv(test_path, with_answers=False)
+        if sample_path is None:
+            return test, None
+        sample = read_sample_submission(sample_path)
+        check_ids_match_sample(test, sample, test_path, sample_path)
+        return test, sample
 
-    def loss_fn(outputs, batch: dict) -> torch.Tensor:
+    def training_files(self) -> list[str]:
+        return [self.cfg.data.train_csv, *(path for _, path in self.settings.external_files())]
+
+    def extra_training_examples(self, valid_ids: set[str]) -> pd.DataFrame | None:
+        """External SQuAD-format data; rows sharing an id with a held-out question (translations of the validation
+        or test questions, as in XQuAD) are dropped so that nothing of them leaks into training."""
+        held_out = set(valid_ids) | self._test_ids()
+        frames = []
+        for language, path in self.settings.external_files():
+            rows = read_squad_json(path, language)
+            kept = rows[~rows["id"].isin(held_out)]
+            log.info("external %s: %d rows, %d kept (%d share an id with held-out rows)", path, len(rows), len(kept),
+                     len(rows) - len(kept))
+            frames.append(kept)
+        return pd.concat(frames, ignore_index=True) if frames else None
+
+    def _test_ids(self) -> set[str]:
+        test_csv = Path(self.cfg.data.test_csv)
+        return set(read_qa_csv(test_csv, with_answers=False)["id"]) if test_csv.is_file() else set()
+
+    def texts(self, examples: pd.DataFrame) -> list[str]:
+        return examples["context"].tolist()
+
+    # ---- windows and model ------------------------------------------------------------------------------------
+    def windows(self, tokenizer, examples: pd.DataFrame, *, with_targets: bool) -> QAFeatures:
+        cfg = WindowSettings(self.cfg.features.max_len, self.cfg.features.doc_stride,
+                             self.settings.max_question_tokens)
+        contexts = [truncate_context(c, self.settings.max_context_words) for c in examples["context"]]
+        if not with_targets:
+            return build_features(tokenizer, list(examples["question"]), contexts, cfg)
+        return build_features(tokenizer, list(examples["question"]), contexts, cfg,
+                              answer_starts=examples["answer_start"].to_numpy(),
+                              answer_texts=list(examples["answer_text"]))
+
+    def training_set(self, windows: QAFeatures) -> TrainingSet:
+        """Every answer window each epoch, and a fresh qa.negative_fraction of the answerless ones."""
+        has_answer = windows.has_answer
+        return TrainingSet(windows.input_ids,
+                           {"start_positions": windows.start_positions, "end_positions": windows.end_positions,
+                            "is_negative": ~has_answer},
+                           keep_chance=np.where(has_answer, 1.0, self.settings.negative_fraction))
+
+    def load_model(self, path: str, model_cfg=None):
+        return modeling.load_model(AutoModelForQuestionAnswering, path, model_cfg)
+
+    def loss(self, outputs, batch: dict) -> torch.Tensor:
+        """Cross-entropy of start and end positions over each window's tokens; answerless windows (labelled CLS)
+        weigh qa.negative_loss_weight."""
+        w = self.settings.start_loss_weight
         padding = batch["attention_mask"] == 0
         # Padding must take no probability mass, or the loss would depend on how a batch was padded.
         start = outputs["start_logits"].float().masked_fill(padding, -1e4)
         end = outputs["end_logits"].float().masked_fill(padding, -1e4)
-        per_window = (cfg.start_loss_weight * F.cross_entropy(start, batch["start_positions"], reduction="none")
-                      + (1 - cfg.start_loss_weight) * F.cross_entropy(end, batch["end_positions"], reduction="none"))
-        weight = torch.where(batch["is_negative"], cfg.negative_loss_weight, 1.0)
+        per_window = (w * F.cross_entropy(start, batch["start_positions"], reduction="none")
+                      + (1 - w) * F.cross_entropy(end, batch["end_positions"], reduction="none"))
+        weight = torch.where(batch["is_negative"], self.settings.negative_loss_weight, 1.0)
         return (weight * per_window).sum() / weight.sum().clamp_min(1e-8)
 
-    return loss_fn
+    # ---- scores and predictions -------------------------------------------------------------------------------
+    def score_rows(self, examples: pd.DataFrame) -> np.ndarray:
+        return examples["context"].str.len().to_numpy()
+
+    def to_scores(self, examples: pd.DataFrame, windows: QAFeatures, outputs: dict[str, list[np.ndarray]]) -> Scores:
+        """Per-character scores over each FULL context (characters past a truncation hold NO_SCORE), so that runs
+        with different truncation settings still ensemble."""
+        return window_logits_to_char_scores(examples["id"].to_numpy(), self.score_rows(examples),
+                                            windows.example_index, windows.context_offsets,
+                                            outputs["start_logits"], outputs["end_logits"])
+
+    def decode(self, examples: pd.DataFrame, scores: Scores, *, clean: bool = True) -> pd.DataFrame:
+        """id, prediction: the best answer per example, post-processed unless clean=False."""
+        contexts = _contexts_of(examples, scores)
+        decode = self.settings.decode
+        raw = decode_all(contexts, scores, max_answer_chars=decode.max_answer_chars,
+                         max_answer_words=decode.max_answer_words)
+        answers = _cleaned(raw, contexts) if clean else raw
+        return pd.DataFrame({"id": scores.ids, "prediction": answers})
+
+    def score(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> float:
+        """Mean word-level Jaccard (the competition metric)."""
+        truths = examples.set_index("id").loc[list(predictions["id"]), "answer_text"]
+        return mean_jaccard(list(predictions["prediction"]), list(truths))
+
+    def with_truth(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+        truths = examples.set_index("id").loc[list(predictions["id"]), "answer_text"].tolist()
+        return predictions.assign(answer_text=truths)
+
+    def cv_report(self, examples: pd.DataFrame, scores: Scores, folds: pd.Series) -> str:
+        """CV Jaccard per fold, overall and per language, and without post-processing."""
+        frame = examples.set_index("id").loc[list(scores.ids)].reset_index()
+        raw = self.decode(frame, scores, clean=False)["prediction"].tolist()
+        frame = frame.assign(fold=frame["id"].map(folds).to_numpy(), raw=raw,
+                             prediction=_cleaned(raw, frame["context"].tolist()))
+        by_fold = jaccard_report(frame, "fold")
+        by_language = jaccard_report(frame, "language")
+        without = jaccard_report(frame, prediction_col="raw")["jaccard"].iloc[0]
+        return "\n".join([
+            f"CV Jaccard (out-of-fold, {len(frame)} questions, folds {sorted(set(frame['fold']))}): "
+            f"{by_fold['jaccard'].iloc[0]:.4f}  (without post-processing {without:.4f})",
+            "per fold:     " + "  ".join(f"{r.fold}: {r.jaccard:.4f} (n={r.n})" for r in by_fold.iloc[1:].itertuples()),
+            "per language: " + "  ".join(f"{r.language}: {r.jaccard:.4f} (n={r.n})"
+                                         for r in by_language.iloc[1:].itertuples())])
+
+    def submission(self, sample: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+        answers = dict(zip(predictions["id"], predictions["prediction"]))
+        return pd.DataFrame({"id": sample["id"], "PredictionString": sample["id"].map(answers)})
+
+    def side_tables(self, examples: pd.DataFrame, scores: Scores) -> dict[str, pd.DataFrame]:
+        """nbest: the qa.decode.n_best best spans of every example (none when n_best is 1)."""
+        if self.settings.decode.n_best <= 1:
+            return {}
+        return {"nbest": self.n_best_table(examples, scores)}
+
+    def n_best_table(self, examples: pd.DataFrame, scores: Scores) -> pd.DataFrame:
+        """id, rank (1 = the answer submitted), answer (post-processed), score (log-probability of start plus
+        end), char_start, char_end."""
+        decode = self.settings.decode
+        rows = []
+        for i, context in enumerate(_contexts_of(examples, scores)):
+            start, end = scores.example(i).T
+            spans = decode_best_span(context, start, end, max_answer_chars=decode.max_answer_chars,
+                                     max_answer_words=decode.max_answer_words, n_best=decode.n_best)
+            answers = _cleaned([context[s:e] for s, e, _ in spans], [context] * len(spans))
+            rows += [(scores.ids[i], rank, answer, round(float(v), 4), s, e)
+                     for rank, (answer, (s, e, v)) in enumerate(zip(answers, spans), start=1)]
+        return pd.DataFrame(rows, columns=["id", "rank", "answer", "score", "char_start", "char_end"])
 
 
-def char_scores(frame: pd.DataFrame, features: QAFeatures, outputs: dict[str, list[np.ndarray]]) -> CharScores:
-    """Per-character scores over each FULL context (characters past a truncation hold NO_SCORE), so that runs with
-    different truncation settings still ensemble."""
-    lengths = frame["context"].str.len().to_numpy()
-    return window_logits_to_char_scores(frame["id"].to_numpy(), lengths, features.example_index,
-                                        features.context_offsets, outputs["start_logits"], outputs["end_logits"])
+def _contexts_of(examples: pd.DataFrame, scores: Scores) -> list[str]:
+    """The contexts of scores' examples, in scores.ids order, looked up by id."""
+    return examples.set_index("id").loc[list(scores.ids), "context"].tolist()
 
 
-def contexts_of(frame: pd.DataFrame, scores: CharScores) -> list[str]:
-    """The contexts of scores' examples, in scores.ids order, looked up by id in frame."""
-    return frame.set_index("id").loc[list(scores.ids), "context"].tolist()
-
-
-def decode(frame: pd.DataFrame, scores: CharScores, cfg: DecodeConfig, *, clean: bool = True) -> list[str]:
-    """Best answer per example (in scores.ids order), post-processed unless clean=False.
-    `frame` supplies the contexts by id."""
-    contexts = contexts_of(frame, scores)
-    raw = decode_all(contexts, scores, max_answer_chars=cfg.max_answer_chars, max_answer_words=cfg.max_answer_words)
-    return clean_answers(raw, contexts) if clean else raw
-
-
-def clean_answers(answers: list[str], contexts: list[str]) -> list[str]:
+def _cleaned(answers: list[str], contexts: list[str]) -> list[str]:
     """Post-processed answers; a span of punctuation alone would clean to '', which scores 0 for sure, so the raw
     span is kept then."""
     return [clean_answer(answer, context) or answer for answer, context in zip(answers, contexts)]
 
 
-def n_best_table(frame: pd.DataFrame, scores: CharScores, cfg: DecodeConfig) -> pd.DataFrame:
-    """The cfg.n_best best spans of every example: id, rank (1 = the answer submitted), answer (post-processed),
-    score (log-probability of start plus end), char_start, char_end."""
-    contexts = contexts_of(frame, scores)
-    rows = []
-    for i, context in enumerate(contexts):
-        spans = decode_best_span(context, *scores.example(i), max_answer_chars=cfg.max_answer_chars,
-                                 max_answer_words=cfg.max_answer_words, n_best=cfg.n_best)
-        answers = clean_answers([context[s:e] for s, e, _ in spans], [context] * len(spans))
-        rows += [(scores.ids[i], rank, answer, round(float(v), 4), s, e)
-                 for rank, (answer, (s, e, v)) in enumerate(zip(answers, spans), start=1)]
-    return pd.DataFrame(rows, columns=["id", "rank", "answer", "score", "char_start", "char_end"])
-
-
-def score(predictions, truths) -> float:
-    """Mean word-level Jaccard (the competition metric)."""
-    return mean_jaccard(list(predictions), list(truths))
+TASK = QATask

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
 
 # Characters trimmed from either edge of an answer. Chaii truths rarely carry edge punctuation, while spans cut at
 # token boundaries often drag in the sentence's punctuation (Hindi danda '।' and '॥' included), and Jaccard
@@ -50,15 +49,6 @@ def clean_answer(text: str, context: str | None = None) -> str:
         if cleaned == text:
             return text
         text = cleaned
-
-
-def clean_answers(texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[str]:
-    """clean_answer over many answers, each with its own context when given."""
-    if contexts is None:
-        return [clean_answer(t) for t in texts]
-    if len(contexts) != len(texts):
-        raise ValueError(f"{len(texts)} answers but {len(contexts)} contexts")
-    return [clean_answer(t, c) for t, c in zip(texts, contexts)]
 
 
 def _trim_once(text: str, danda_text: bool) -> str:

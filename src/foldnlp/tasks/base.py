@@ -1,0 +1,137 @@
+"""The task seam: what one kind of competition supplies to the generic pipeline.
+
+The pipeline knows three things only: an *example table* (a DataFrame with an `id` column, one row per example),
+*windows* (token ids of each window and the example it belongs to, turned into a batching.TrainingSet for
+training), and *scores* (scores.Scores: per example, rows of a unit × channels of log-probabilities). A task turns
+its competition's files into the first, its examples into the second, model outputs into the third, and scores
+into predictions, a metric and a submission:
+
+    read_train / read_test ─▶ examples ─▶ windows ─▶ model (the task's head) ─▶ outputs ─▶ to_scores ─▶ Scores
+    Scores (blended over folds and experiments) ─▶ decode ─▶ predictions ─▶ score / cv_report / submission
+
+| | QA | span segmentation | classification / regression |
+| --- | --- | --- | --- |
+| examples | question + context | essay (words) | document |
+| targets | one per window (start, end) | one per token (BIO) | one per window (label) |
+| scores unit × channels | char × (start, end) | word × BIO classes | example × classes |
+| predictions per id | one answer | zero or more spans | one label |
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from foldnlp.batching import TrainingSet
+from foldnlp.scores import Scores
+
+
+class Windows(Protocol):
+    """What the pipeline reads of a task's windows (the task keeps whatever else it needs, e.g. offsets)."""
+
+    input_ids: list[np.ndarray]  # one (n_tokens,) int64 array per window, unpadded
+    example_index: np.ndarray  # (n_windows,) position of each window's example in the example table
+
+    def __len__(self) -> int: ...
+
+
+class Task(abc.ABC):
+    """One kind of competition, bound to an experiment config (`cfg.settings` is the task's own section)."""
+
+    name: str  # the value of cfg.task
+    metric_name: str  # the competition metric, as printed and recorded in metrics.json
+    higher_is_better: bool = True
+    unit: str  # what a row of the scores is: "char", "word", "example"
+    channels: tuple[str, ...]  # the scores' channels
+    outputs: dict[str, str]  # model output name -> inference.TOKEN or inference.WINDOW
+    head_prefixes: tuple[str, ...]  # parameter-name prefixes of the fresh head (trained at train.head_lr)
+    truncation_key: str | None = None  # the config key that keeps only the first N words of a text, if any
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.settings = cfg.settings
+
+    # ---- data -------------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def read_train(self) -> pd.DataFrame:
+        """The training examples with their truth, validated (InputError naming file, column and rows)."""
+
+    @abc.abstractmethod
+    def read_test(self, test_path, sample_path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """(test examples, sample submission), checked to cover the same ids; sample_path None reads no sample
+        (counting windows needs none)."""
+
+    def training_files(self) -> list[str]:
+        """Every file training reads, hashed into the provenance record; the training CSV first."""
+        return [self.cfg.data.train_csv]
+
+    def fold_table(self, examples: pd.DataFrame) -> pd.DataFrame:
+        """The rows folds are assigned to: `id` plus the columns folds.stratify_by / folds.group_by may name."""
+        return examples
+
+    def extra_training_examples(self, valid_ids: set[str]) -> pd.DataFrame | None:
+        """Examples added to every fold's training part (external data), none sharing an id with a held-out one."""
+        return None
+
+    @abc.abstractmethod
+    def texts(self, examples: pd.DataFrame) -> list[str]:
+        """The long text of each example that windows cover; its length in characters sizes inference chunks."""
+
+    # ---- windows and model ------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def windows(self, tokenizer, examples: pd.DataFrame, *, with_targets: bool) -> Windows:
+        """Tokenize examples into windows (features.max_len, features.doc_stride); with targets for training."""
+
+    @abc.abstractmethod
+    def training_set(self, windows: Windows) -> TrainingSet:
+        """The windows with their targets and per-window sampling chance."""
+
+    @abc.abstractmethod
+    def load_model(self, path: str, model_cfg=None):
+        """The backbone at `path` with this task's head; model_cfg (training) applies dropout and freezing."""
+
+    @abc.abstractmethod
+    def loss(self, outputs, batch: dict):
+        """Scalar training loss of a batch from the model's outputs (logits) and the batch's targets."""
+
+    # ---- scores and predictions -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def score_rows(self, examples: pd.DataFrame) -> np.ndarray:
+        """(n,) rows of the unit each example's scores have (QA: characters of the context)."""
+
+    @abc.abstractmethod
+    def to_scores(self, examples: pd.DataFrame, windows: Windows, outputs: dict[str, list[np.ndarray]]) -> Scores:
+        """Per-window model outputs → per-example, tokenizer-independent Scores, in the order of examples."""
+
+    @abc.abstractmethod
+    def decode(self, examples: pd.DataFrame, scores: Scores, *, clean: bool = True) -> pd.DataFrame:
+        """Predictions: `id` plus the task's prediction columns, zero or more rows per id, in scores.ids order.
+        clean=False skips post-processing (the CV report shows what it is worth)."""
+
+    def fit_decoding(self, examples: pd.DataFrame, oof_scores: Scores) -> Task:
+        """This task with its decoding settings fit on out-of-fold scores (thresholds, minimum lengths); the test
+        blend is decoded with what it returns. The default has nothing to fit."""
+        return self
+
+    @abc.abstractmethod
+    def score(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> float:
+        """The competition metric of predictions against the examples' truth."""
+
+    @abc.abstractmethod
+    def with_truth(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+        """Predictions with the truth beside them, as written to fold<k>/oof.csv."""
+
+    @abc.abstractmethod
+    def cv_report(self, examples: pd.DataFrame, scores: Scores, folds: pd.Series) -> str:
+        """Printable CV of out-of-fold scores: overall and per fold (folds: fold per id), and what else helps."""
+
+    @abc.abstractmethod
+    def submission(self, sample: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
+        """The submission in the competition's format, in the sample's order."""
+
+    def side_tables(self, examples: pd.DataFrame, scores: Scores) -> dict[str, pd.DataFrame]:
+        """Extra tables written beside the submission as <out>.<name>.csv (QA: the n-best answers)."""
+        return {}

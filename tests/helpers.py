@@ -1,0 +1,78 @@
+"""Test helpers: paths, the root CLIs run in-process through their main(argv), and the tiny run's settings."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import random
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+TEST_CSV, SAMPLE_CSV = FIXTURES / "chaii_test.csv", FIXTURES / "chaii_sample_submission.csv"
+
+
+def main_of(script: str):
+    """main(argv) of a root CLI script (make_folds.py, train_fold.py, infer.py, ensemble.py)."""
+    spec = importlib.util.spec_from_file_location(Path(script).stem, ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@contextlib.contextmanager
+def logging_restored():
+    """A CLI's main() points the root logger at the stream of the moment (a redirected or captured one): put the
+    root logger back afterwards, so that later tests do not log into a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:], root.level = handlers, level
+
+
+def run_cli(script: str, *argv) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of a root CLI run in this process."""
+    out, err = io.StringIO(), io.StringIO()
+    with logging_restored(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main_of(script)([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def kill_seed() -> int:
+    """The seed of a test's random kill points: KILL_SEED when set (to replay a failure), else a fresh one. It is
+    printed (pytest shows it with the output of a failing test) and belongs in the test's assertion messages."""
+    seed = int(os.environ.get("KILL_SEED", random.randrange(2**32)))
+    print(f"kill points drawn with KILL_SEED={seed}")
+    return seed
+
+
+def sets(overrides: list[str]) -> list[str]:
+    """--set KEY=VALUE pairs for a CLI."""
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def tiny_settings(tmp: Path, model_dir: Path, name: str, external: Path) -> list[str]:
+    """The tiny experiment every run-level test shares: 2 folds of 40 training rows plus a little external data,
+    2 epochs of 96-token windows, dropout on (so that torch's RNG matters for the determinism checks), the
+    training state saved at every step (for the kill/resume check)."""
+    return [f"name={name}", f"output_dir={tmp / 'outputs'}", f"folds.folds_dir={tmp / 'folds'}",
+            f"model.name_or_path={model_dir}", "model.dropout=0.1", "folds.n_folds=2", "data.max_train_examples=40",
+            f"qa.external_squad=[english:{external}]", "qa.max_question_tokens=32", "features.max_len=96",
+            "features.doc_stride=32",
+            "train.epochs=2", "train.batch_size=4", "train.evals_per_epoch=2", "train.eval_start_epoch=0",
+            "runtime.save_every_steps=1", "tracking.wandb=disabled"]
+
+
+def small_external_squad(path: Path) -> Path:
+    """The first paragraphs of the bundled English XQuAD (ids shared with the Hindi training questions)."""
+    document = json.loads((ROOT / "input" / "external" / "xquad.en.json").read_text(encoding="utf-8"))
+    first = document["data"][0]
+    path.write_text(json.dumps({"version": document.get("version", "1.1"),
+                                "data": [{**first, "paragraphs": first["paragraphs"][:3]}]}), encoding="utf-8")
+    return path
