@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from foldnlp.tasks.qa.postprocess import EDGE_PUNCTUATION, clean_answer
+from foldnlp.tasks.qa.postprocess import clean_answer, is_edge_punctuation
 
 
 @pytest.mark.parametrize(
@@ -28,10 +28,20 @@ from foldnlp.tasks.qa.postprocess import EDGE_PUNCTUATION, clean_answer
         ("Rama's", "Rama's"),  # an apostrophe is not a quote
         ("‘Rama’s’", "Rama’s"),
         ("...", ""),  # nothing but punctuation
+        ("القاهرة،", "القاهرة"),  # Arabic comma
+        ("؟مصر؛", "مصر"),  # Arabic question mark and semicolon
+        ("東京。", "東京"),  # CJK full stop
+        ("¿Madrid?", "Madrid"),
+        ("«Paris»", "Paris"),
     ],
 )
 def test_edge_punctuation(raw, expected):
     assert clean_answer(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["50%", "٪50", "#1", "AT&T", "@user", "§ 3", "डॉ॰"])
+def test_punctuation_that_belongs_to_the_answer_stays(raw):
+    assert clean_answer(raw) == raw
 
 
 @pytest.mark.parametrize(
@@ -95,8 +105,8 @@ def test_idempotent_edge_only_and_never_empty(raw, with_context):
     assert clean_answer(cleaned, context) == cleaned
     assert cleaned in raw  # only edges are removed
     assert cleaned == cleaned.strip()
-    if any(not ch.isspace() and ch not in EDGE_PUNCTUATION for ch in raw):
-        assert cleaned and any(ch not in EDGE_PUNCTUATION for ch in cleaned)
+    if any(not ch.isspace() and not is_edge_punctuation(ch) for ch in raw):
+        assert cleaned and any(not is_edge_punctuation(ch) for ch in cleaned)
 
 
 def test_decode_falls_back_to_the_raw_span_when_cleaning_leaves_nothing():

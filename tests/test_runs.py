@@ -159,6 +159,15 @@ def test_finished_folds_are_kept_and_resume_skips_them_whatever_the_runtime_sett
     assert paths(runs, "a").metrics(0).read_bytes() == before
 
 
+def test_resume_does_not_keep_a_finished_fold_trained_with_another_config(runs):
+    cfg = load_config(None, runs["run"].overrides + ["train.lr=0.5"])
+    before = paths(runs, "a").metrics(0).read_bytes()
+    with pytest.raises(InputError, match=r"fold 0 of .* already finished, but trained differently \(config train.lr: "
+                                         r"0.0001 → 0.5\): pass --overwrite"):
+        train_fold(cfg, 0, resume=True, progress=False)
+    assert paths(runs, "a").metrics(0).read_bytes() == before
+
+
 def test_a_fold_trained_with_another_config_is_refused(runs):
     cfg = load_config(None, runs["run"].overrides + ["train.lr=0.5"])
     before = paths(runs, "a").metrics(0).read_bytes()

@@ -41,8 +41,15 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     provenance = run_provenance(cfg, fold_path, seed, task.training_files())
     if paths.metrics(fold).is_file() and not overwrite:
         if resume:
+            finished = json.loads(paths.metrics(fold).read_text(encoding="utf-8"))
+            recorded = finished.get("provenance")
+            why = mismatch(recorded, provenance) if recorded else "it has no provenance record"
+            if why:  # keeping it would mix two configs in one experiment's CV
+                raise InputError(f"fold {fold} of {paths.root} already finished, but trained differently ({why}): "
+                                 "pass --overwrite to train it again with this config, or give this run its own "
+                                 "name (--set name=...)")
             log.info("fold %d of %s already finished; nothing to resume", fold, paths.root)
-            return json.loads(paths.metrics(fold).read_text(encoding="utf-8"))
+            return finished
         raise InputError(f"fold {fold} of {paths.root} already finished ({paths.metrics(fold)}); "
                          "pass --overwrite to train it again")
     resume = _check_saved_state(paths, fold, provenance, overwrite=overwrite, resume=resume)
@@ -54,7 +61,9 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     extra = task.extra_training_examples(set(valid["id"]))
     if extra is not None:
         train = pd.concat([train, extra], ignore_index=True)
-    log.info("fold %d: %d training rows, %d validation rows", fold, len(train), len(valid))
+    by = cfg.folds.stratify_by  # the mix of the stratification column shows what external data added
+    mix = f" ({by}: {train[by].value_counts().to_dict()})" if by and by in train else ""
+    log.info("fold %d: %d training rows%s, %d validation rows", fold, len(train), mix, len(valid))
 
     set_seed(seed)
     tokenizer = load_tokenizer(cfg.model.name_or_path)

@@ -5,12 +5,21 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Characters trimmed from either edge of an answer. Chaii truths rarely carry edge punctuation, while spans cut at
-# token boundaries often drag in the sentence's punctuation (Hindi danda '।' and '॥' included), and Jaccard
-# splits only on whitespace, so 'भारत।' would not match 'भारत'. Zero-width space and BOM are invisible junk.
-EDGE_PUNCTUATION = frozenset(
-    ".,:;!?'\"()[]{}।॥-–—‘’“”«»…`´‐‑‒―/\\|*•·\u200b\ufeff"
-)
+# Trimmed from either edge of an answer: every Unicode punctuation character (categories P*: the Hindi danda '।'
+# '॥', the Arabic comma, semicolon and question mark '، ؛ ؟', CJK '。、', dashes, quotes, brackets, ...), a few
+# symbols that spans drag in, and invisible junk (zero-width space, BOM). Truths rarely carry edge punctuation,
+# while spans cut at token boundaries often drag in the sentence's punctuation, and Jaccard splits only on
+# whitespace, so 'भारत।' would not match 'भारत'.
+_EDGE_SYMBOLS = frozenset("`´|\u200b\ufeff")
+# Punctuation that belongs to the answer at its edge: '50%', '#1', 'AT&T', '@user', '§ 3', 'डॉ॰' (the Devanagari
+# abbreviation sign).
+_KEPT_PUNCTUATION = frozenset("%‰‱٪#&@§¶॰")
+
+
+def is_edge_punctuation(ch: str) -> bool:
+    """Whether clean_answer trims the character ch from an answer's edge."""
+    return ch in _EDGE_SYMBOLS or (unicodedata.category(ch).startswith("P") and ch not in _KEPT_PUNCTUATION)
+
 
 # Bracket-like pairs: an edge one is trimmed only when nothing inside the answer pairs with it (see _partners).
 # Straight quotes are their own partner.
@@ -33,7 +42,7 @@ _DOT_BREAK = re.compile(r"\.(?:\s|$)")  # a '.' that could end a sentence
 
 
 def clean_answer(text: str, context: str | None = None) -> str:
-    """Trim edge whitespace and EDGE_PUNCTUATION until nothing changes (so cleaning is idempotent).
+    """Trim edge whitespace and edge punctuation (is_edge_punctuation) until nothing changes (idempotent).
 
     Rules, applied at each edge:
     - a bracket or quote pair enclosing the whole answer is removed: '(1983)' -> '1983';
@@ -55,13 +64,13 @@ def _trim_once(text: str, danda_text: bool) -> str:
     """One pass: strip whitespace, then at most one character (or one enclosing pair) from each edge."""
     text = text.strip()
     if len(text) < 2:
-        return "" if text in EDGE_PUNCTUATION else text
+        return "" if len(text) == 1 and is_edge_punctuation(text) else text
     partners = _partners(text)
     last = len(text) - 1
     if partners.get(0) == last:
         return text[1:-1]
-    lo = 1 if text[0] in EDGE_PUNCTUATION and 0 not in partners else 0
-    hi = last if text[-1] in EDGE_PUNCTUATION and last not in partners else last + 1
+    lo = 1 if is_edge_punctuation(text[0]) and 0 not in partners else 0
+    hi = last if is_edge_punctuation(text[-1]) and last not in partners else last + 1
     if hi == last and text[-1] == "." and _keeps_final_dot(text, danda_text):
         hi = last + 1
     return text[lo:hi]
