@@ -1,5 +1,5 @@
-"""Blend the folds of one or more experiments: prints the out-of-fold CV of the task's metric and writes
-submission.csv."""
+"""Blend the folds of one or more experiments: prints the out-of-fold CV of the task's metric for the blend and
+each member, and which test outputs it blends, and writes submission.csv."""
 
 import sys
 
@@ -7,16 +7,24 @@ from foldnlp import cli
 
 
 def main(argv=None) -> int:
-    p = cli.parser(__doc__, with_config=False)
-    p.add_argument("--experiments", nargs="+", default=["outputs/default"],
-                   help="run folders (outputs/<experiment>) to blend; each one's folds are averaged first")
-    p.add_argument("--weights", type=float, nargs="+", help="one weight per experiment (default: equal)")
-    p.add_argument("--test-csv", help="default: the first experiment's data.test_csv")
+    p = cli.parser(__doc__ + " There is no --config: a blend reads each run folder's own saved config.yaml (the "
+                             "first one's task decodes the blend), which --set changes.", with_config=False)
+    p.add_argument("--experiments", nargs="+", default=["outputs/default"], metavar="RUN[@KEY]",
+                   help="members to blend: run folders (outputs/<experiment>) or folders written by infer.py "
+                        "--out-dir; each one's folds are averaged first. Each blends its most recent test outputs "
+                        "made from --test-csv (same content, checked by sha256); RUN@KEY takes RUN/test/KEY/ instead, "
+                        "so `outputs/a outputs/a@KEY` blends two inference settings of one run")
+    p.add_argument("--weights", type=float, nargs="+", help="one weight per member (default: equal)")
+    p.add_argument("--test-csv", help="the test file the submission is for; every member's test outputs must be made "
+                                      "from it (default: the first experiment's data.test_csv)")
     p.add_argument("--sample-submission", help="default: sample_submission.csv beside the test CSV")
-    p.add_argument("--out", default="outputs/submission.csv", help="where to write the submission")
+    p.add_argument("--out", help="where to write the submission (default: submission.csv beside the first "
+                                 "experiment's folder, i.e. in its output_dir: outputs/submission.csv for "
+                                 "outputs/default); QA also writes <out stem>.nbest.csv")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting of the first experiment's config for decoding, e.g. "
-                        "--set qa.decode.max_answer_chars=60 (repeatable)")
+                   help="override a setting of the first experiment's saved config for this blend: its task's "
+                        "decoding settings (e.g. --set qa.decode.max_answer_chars=60) or the data it reads (data.*, "
+                        "folds.*); others, such as window settings, are refused (repeatable)")
     p.add_argument("--max-answer-chars", type=int,
                    help="QA: longest answer in characters (same as --set qa.decode.max_answer_chars=N; default: "
                         "from the config)")
@@ -35,16 +43,17 @@ def main(argv=None) -> int:
     def run(args) -> int:
         from pathlib import Path
 
-        from foldnlp.steps.ensemble import ensemble
+        from foldnlp.steps.ensemble import default_out, ensemble
 
         flags = [f"qa.decode.{key}={value}" for key, value in (("max_answer_chars", args.max_answer_chars),
                                                                ("max_answer_words", args.max_answer_words),
                                                                ("n_best", args.n_best)) if value is not None]
-        report = ensemble([Path(e) for e in args.experiments], weights=args.weights, test_csv=args.test_csv,
-                          sample_csv=args.sample_submission, out=Path(args.out), overrides=args.overrides + flags,
+        out = Path(args.out) if args.out else default_out(args.experiments[0])
+        report = ensemble(args.experiments, weights=args.weights, test_csv=args.test_csv,
+                          sample_csv=args.sample_submission, out=out, overrides=args.overrides + flags,
                           score_oof=not args.no_cv, allow_mixed_folds=args.allow_mixed_folds)
         print(report)
-        print(f"wrote {args.out}")
+        print(f"wrote {out}")
         return 0
 
     return cli.run(run, p, argv)

@@ -1,13 +1,26 @@
 """Predict the test set with every trained fold of an experiment; writes per-fold scores and predictions."""
 
 import sys
+from pathlib import Path
 
 from foldnlp import cli
 
 
 def main(argv=None) -> int:
-    p = cli.parser(__doc__ + " Window settings default to those the folds were trained with; --set changes the "
-                             "experiment's config (its name and output_dir find the run folder).")
+    p = cli.parser(
+        __doc__ + " They go to <run folder>/test/<key>/ with a settings.json that records what made them (the test "
+        "file and its sha256, window settings, precision, folds); <key> is the test file's stem and a hash of the "
+        "settings that change the scores, so predicting again with other settings or another test file keeps the "
+        "earlier outputs, and ensemble.py blends the most recent ones made from its test file. Window settings "
+        "default to those the folds were trained with; --set changes the folds' saved configs for inference (and, "
+        "without --run-dir, the config whose output_dir and name find the run folder).")
+    p.add_argument("--run-dir", type=Path,
+                   help="the trained run folder to predict with (default: <output_dir>/<name> of --config, which "
+                        "is then not read)")
+    p.add_argument("--out-dir", type=Path,
+                   help="write the test outputs to OUT_DIR/test/<key>/ instead of into the run folder (someone "
+                        "else's run, a read-only copy); OUT_DIR/run.json records the run folder, and "
+                        "`ensemble.py --experiments OUT_DIR` blends them")
     p.add_argument("--test-csv", help="test file (QA: a CSV of id, context, question, language); default: the "
                                       "config's data.test_csv")
     p.add_argument("--sample-submission", help="default: sample_submission.csv beside the test CSV")
@@ -20,25 +33,31 @@ def main(argv=None) -> int:
     p.add_argument("--max-len", type=int, help="tokens per window (features.max_len)")
     p.add_argument("--max-context-words", type=int,
                    help="QA: keep only the first N words of each context (the fold's qa.max_context_words)")
-    p.add_argument("--batch-size", type=int, help="windows per forward pass")
+    p.add_argument("--batch-size", type=int, help="windows per forward pass (does not change the scores)")
     p.add_argument("--chunk-chars", type=int,
                    help="predict the test set in chunks of about this many context characters, streamed to disk "
-                        "(bounds memory; default: the config's inference.chunk_chars)")
+                        "(bounds memory, does not change the scores; default: the config's inference.chunk_chars)")
 
     def run(args) -> int:
         from foldnlp.artifacts import RunPaths
         from foldnlp.steps.infer import infer
 
-        cfg = cli.config_from(args)
-        overrides = [f"{key}={value}" for key, value in (("features.doc_stride", args.doc_stride),
-                                                         ("features.max_len", args.max_len),
-                                                         ("qa.max_context_words", args.max_context_words))
-                     if value is not None]
-        run = RunPaths.of(cfg.output_dir, cfg.name)
-        folds = infer(run.root, folds=args.folds, test_csv=args.test_csv, sample_csv=args.sample_submission,
-                      overrides=overrides, batch_size=args.batch_size, precision=args.precision,
-                      chunk_chars=args.chunk_chars, progress=not args.quiet)
-        print(f"test outputs of folds {folds} written to {run.test_scores(folds[0]).parent}")
+        flags = [f"{key}={value}" for key, value in (("features.doc_stride", args.doc_stride),
+                                                     ("features.max_len", args.max_len),
+                                                     ("qa.max_context_words", args.max_context_words))
+                 if value is not None]
+        if args.run_dir is not None:
+            run_dir = args.run_dir
+        else:
+            cfg = cli.config_from(args)
+            run_dir = RunPaths.of(cfg.output_dir, cfg.name).root
+        record = infer(run_dir, folds=args.folds, test_csv=args.test_csv, sample_csv=args.sample_submission,
+                       overrides=args.overrides + flags, batch_size=args.batch_size, precision=args.precision,
+                       chunk_chars=args.chunk_chars, progress=not args.quiet, out_dir=args.out_dir)
+        test_flag = f" --test-csv {args.test_csv}" if args.test_csv else ""
+        print(f"wrote test outputs to {record.home.test_dir(record.key)}/\n  {record.describe()}\n"
+              f"blend: python ensemble.py --experiments {record.home.root}{test_flag}   (its most recent outputs "
+              f"made from {record.test_csv}; {record.label} names these)")
         return 0
 
     return cli.run(run, p, argv)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for a fresh machine: set up .venv, then
 #   bash run.sh         the main job: folds → every fold trained → test inference → ensemble → outputs/submission.csv
+#                       → its score on the bundled test answers
 #   bash run.sh test    the test suite (fast tests; add pytest arguments after `test`, e.g. `bash run.sh test -m slow`)
 # CONFIG=configs/other.yaml bash run.sh   runs another experiment.
 set -euo pipefail
@@ -24,11 +25,15 @@ fi
 
 start=$(date +%s)
 $py make_folds.py --config "$CONFIG"
-read -r n_folds run_dir < <($py -c "from foldnlp.artifacts import RunPaths; from foldnlp.config import load_config
-c = load_config('$CONFIG'); print(c.folds.n_folds, RunPaths.of(c.output_dir, c.name).root)")
+read -r n_folds run_dir test_csv < <($py -c "from foldnlp.artifacts import RunPaths; from foldnlp.config import load_config
+c = load_config('$CONFIG'); print(c.folds.n_folds, RunPaths.of(c.output_dir, c.name).root, c.data.test_csv)")
 for fold in $(seq 0 $((n_folds - 1))); do
   $py train_fold.py --config "$CONFIG" --fold "$fold" --overwrite
 done
 $py infer.py --config "$CONFIG"
 $py ensemble.py --experiments "$run_dir" --out outputs/submission.csv
+# The bundled test set ships its answers: print the held-out score after the CV (another test set has none here).
+if [ "$test_csv" = input/test.csv ] && [ -f input/test_answers.csv ]; then
+  $py score.py --config "$CONFIG" outputs/submission.csv input/test_answers.csv
+fi
 echo "main job done in $(( $(date +%s) - start )) s; submission: outputs/submission.csv"

@@ -88,6 +88,8 @@ def build_test(path: Path, source: Path, n_contexts: int, n_chars: int, seed: in
 
 
 def main() -> None:
+    from foldnlp import artifacts, test_outputs
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(ROOT / "input" / "train.csv"), help="CSV whose contexts are sampled")
     p.add_argument("--contexts", type=int, nargs="+", default=[500, 2000], help="test-set sizes to measure")
@@ -115,7 +117,8 @@ def main() -> None:
                 if out.returncode:
                     sys.exit(f"infer failed:\n{out.stderr[-3000:]}")
                 result = json.loads(out.stdout.strip().splitlines()[-1])
-                scores_mb = (Path(run_dir) / "test" / "fold0_scores.npz").stat().st_size / 2**20
+                latest = test_outputs.records(artifacts.RunPaths(Path(run_dir)))[-1]  # the one just written
+                scores_mb = latest.home.test_scores(latest.key, 0).stat().st_size / 2**20
                 csv_mb = (test_dir / "test.csv").stat().st_size / 2**20
                 print(f"{n:>8} {total:>12,} {chunk or 'all':>12} {csv_mb:>11.0f} {scores_mb:>9.0f} "
                       f"{result['seconds']:>8.0f} {result['peak_rss_mb']:>11.0f}   "

@@ -52,6 +52,15 @@ def kill_seed() -> int:
     return seed
 
 
+def latest_test_outputs(folder: Path):
+    """The settings record of the most recent test outputs in a run folder (or an infer.py --out-dir)."""
+    from foldnlp import artifacts, test_outputs
+
+    found = test_outputs.records(artifacts.RunPaths(Path(folder)))
+    assert found, f"no recorded test outputs in {folder}"
+    return found[-1]
+
+
 def sets(overrides: list[str]) -> list[str]:
     """--set KEY=VALUE pairs for a CLI."""
     return [a for o in overrides for a in ("--set", o)]

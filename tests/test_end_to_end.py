@@ -8,7 +8,7 @@ import pandas as pd
 import yaml
 
 from foldnlp import artifacts
-from helpers import SAMPLE_CSV, TEST_CSV, run_cli, sets
+from helpers import SAMPLE_CSV, TEST_CSV, latest_test_outputs, run_cli, sets
 
 
 def test_every_stage_succeeds(trained_run):
@@ -50,7 +50,8 @@ def test_submission_matches_the_sample_and_cv_is_printed(trained_run):
     report = trained_run.stages[-1][2]
     assert "CV Jaccard (out-of-fold, 40" not in report  # the CV covers all training rows, not the capped subset
     assert "CV Jaccard (out-of-fold" in report and "per fold:" in report and "hindi:" in report
-    scores = artifacts.load_scores(trained_run.root / "test" / "fold0_scores.npz")
+    record = latest_test_outputs(trained_run.root)
+    scores = artifacts.load_scores(record.home.test_scores(record.key, 0))
     lengths = test.loc[list(scores.ids), "context"].str.len().to_numpy()
     np.testing.assert_array_equal(scores.lengths, lengths)  # one score row per character of each context
 

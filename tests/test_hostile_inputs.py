@@ -272,9 +272,10 @@ def test_18_contexts_of_200k_characters_work_in_bounded_chunks(fake_run, tmp_pat
                          "question": ["नदी कौन सी है?", "राजधानी?"], "language": ["hindi", "hindi"]})
     test.to_csv(tmp_path / "test.csv", index=False)
     test[["id"]].assign(PredictionString="").to_csv(tmp_path / "sample_submission.csv", index=False)
-    infer(root, folds=None, test_csv=str(tmp_path / "test.csv"), sample_csv=None, chunk_chars=50_000, progress=False)
-    scores = artifacts.load_scores(root / "test" / "fold0_scores.npz")
+    record = infer(root, folds=None, test_csv=str(tmp_path / "test.csv"), sample_csv=None, chunk_chars=50_000,
+                   progress=False)
+    scores = artifacts.load_scores(record.home.test_scores(record.key, 0))
     assert len(long_context) > 200_000 and np.diff(scores.offsets).tolist() == [len(long_context), len(HINDI)]
     assert np.isfinite(scores.values.astype(np.float32)).all()
-    predictions = pd.read_csv(root / "test" / "fold0.csv", dtype=str, keep_default_na=False)
+    predictions = pd.read_csv(record.home.test_predictions(record.key, 0), dtype=str, keep_default_na=False)
     assert all(p in c for p, c in zip(predictions["prediction"], test["context"]))

@@ -363,3 +363,28 @@ def test_ensemble_cli_without_cv(tiny_run, tmp_path):
     assert "CV not computed" in stdout and "CV Jaccard" not in stdout
     assert pd.read_csv(out, dtype=str)["id"].tolist() == pd.read_csv(SAMPLE_CSV,
                                                                       dtype=str)["id"].tolist()
+
+
+def test_kernel_predicts_from_the_read_only_weights_and_blends_test_only(built_offline, trained_run, tmp_path):
+    """The kernel's inference and blend, in this process (no install, no network): the bundle's weights dataset is
+    only read, the test outputs go to /kaggle/working, and the submission is the trained run's own."""
+    script = (built_offline / "kernel" / "foldnlp-tiny.py").read_text()
+    namespace: dict = {"__name__": "kernel"}
+    exec(compile(script, "kernel", "exec"), namespace)
+    weights = built_offline / "datasets" / "foldnlp-tiny-weights"
+    competition = tmp_path / "input" / COMPETITION
+    competition.mkdir(parents=True)
+    shutil.copy(TEST_CSV, competition / "test.csv")
+    shutil.copy(SAMPLE_CSV, competition / "sample_submission.csv")
+    before = {p: p.stat().st_mtime_ns for p in weights.rglob("*")}
+    working = tmp_path / "working"
+    with logging_restored():
+        out = namespace["predict"](weights, competition, working)
+    assert {p: p.stat().st_mtime_ns for p in weights.rglob("*")} == before
+    assert out == working / "submission.csv"
+    assert out.read_bytes() == trained_run.submission.read_bytes()  # same checkpoints, same settings
+    home = artifacts.RunPaths(working / "runs" / "tiny")
+    assert json.loads(home.run_link.read_text()) == {"run_dir": str((weights / "tiny").resolve())}
+    (key,) = home.test_keys()
+    record = json.loads(home.test_record(key).read_text())
+    assert record["folds"] == [0, 1] and record["test_csv"]["path"] == str(competition / "test.csv")

@@ -25,7 +25,7 @@ from foldnlp.config import load_config
 from foldnlp.errors import InputError
 from foldnlp.steps.ensemble import ensemble, oof_coverage_problem
 from foldnlp.steps.train_fold import train_fold
-from helpers import ROOT, SAMPLE_CSV, TEST_CSV, kill_seed, sets
+from helpers import ROOT, SAMPLE_CSV, TEST_CSV, kill_seed, latest_test_outputs, sets
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1",
        "OMP_NUM_THREADS": str(__import__("torch").get_num_threads())}  # the same threads as the in-process runs
@@ -222,10 +222,11 @@ def test_ensemble_refuses_out_of_fold_outputs_that_miss_a_fold(runs, tmp_path, c
 
 def test_ensemble_refuses_test_outputs_for_other_ids(runs, tmp_path):
     other = copy_run(runs, "a", "other_test")
-    scores = artifacts.load_scores(other.test_scores(1))
-    artifacts.save_scores(other.test_scores(1), scores.select(scores.ids[1:].tolist()))
-    with pytest.raises(InputError, match=r"test outputs of fold 1 of .*other_test cover other ids than the "
-                                         r"submission \(1 id\(s\) of .*chaii_test.csv missing"):
+    key = latest_test_outputs(other.root).key
+    scores = artifacts.load_scores(other.test_scores(key, 1))
+    artifacts.save_scores(other.test_scores(key, 1), scores.select(scores.ids[1:].tolist()))
+    with pytest.raises(InputError, match=r"test outputs of fold 1 of .*other_test@chaii_test-[0-9a-f]{8} cover other "
+                                         r"ids than the submission \(1 id\(s\) of .*chaii_test.csv missing"):
         blend(runs, ["a", "other_test"], tmp_path / "s.csv", allow_mixed_folds=True)
 
 

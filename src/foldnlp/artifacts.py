@@ -7,8 +7,13 @@ outputs/<experiment>/fold<k>/oof_scores.npz   out-of-fold scores (scores.py: per
 outputs/<experiment>/fold<k>/oof.csv          id, the task's decoded prediction(s) and the truth
 outputs/<experiment>/fold<k>/metrics.json     best score, its step, the evaluation history, provenance (written last)
 outputs/<experiment>/fold<k>/training_state/  resumable state of an unfinished fold (removed when it finishes)
-outputs/<experiment>/test/fold<k>_scores.npz  test scores, with example ids
-outputs/<experiment>/test/fold<k>.csv         id, the task's decoded prediction(s)
+outputs/<experiment>/test/<key>/settings.json        what made these test outputs (test_outputs.py: the test
+                                                    file and its sha256, window settings, precision, folds), the
+                                                    settings key <key> hashed from them; written after each fold
+outputs/<experiment>/test/<key>/fold<k>_scores.npz  test scores, with example ids
+outputs/<experiment>/test/<key>/fold<k>.csv         id, the task's decoded prediction(s)
+<out-dir>/run.json, <out-dir>/test/<key>/...        infer.py --out-dir: the same test outputs outside the run
+                                                    folder; run.json names the run folder that predicted them
 """
 
 from __future__ import annotations
@@ -61,11 +66,33 @@ class RunPaths:
     def training_state(self, fold: int) -> Path:
         return self.fold_dir(fold) / "training_state"
 
-    def test_scores(self, fold: int) -> Path:
-        return self.root / "test" / f"fold{fold}_scores.npz"
+    # Test outputs live in test/<key>/, one folder per set of inference settings (foldnlp.test_outputs names the
+    # key), so that predicting again with other settings or another test file never replaces earlier outputs.
+    # `root` is a run folder, or a folder written by infer.py --out-dir (it holds run.json and test/ only).
+    def test_dir(self, key: str) -> Path:
+        return self.root / "test" / key
 
-    def test_predictions(self, fold: int) -> Path:
-        return self.root / "test" / f"fold{fold}.csv"
+    def test_record(self, key: str) -> Path:
+        return self.test_dir(key) / "settings.json"
+
+    def test_scores(self, key: str, fold: int) -> Path:
+        return self.test_dir(key) / f"fold{fold}_scores.npz"
+
+    def test_predictions(self, key: str, fold: int) -> Path:
+        return self.test_dir(key) / f"fold{fold}.csv"
+
+    def test_keys(self) -> list[str]:
+        """Keys of the test outputs here whose settings record was written (at least one fold finished)."""
+        return sorted(p.parent.name for p in (self.root / "test").glob("*/settings.json"))
+
+    def legacy_test_scores(self) -> list[Path]:
+        """Test scores of the layout before settings keys (test/fold<k>_scores.npz, no record of their settings)."""
+        return sorted((self.root / "test").glob("fold*_scores.npz"))
+
+    @property
+    def run_link(self) -> Path:
+        """In a folder written by infer.py --out-dir: which run folder's checkpoints made its test outputs."""
+        return self.root / "run.json"
 
     def trained_folds(self) -> list[int]:
         """Folds whose training finished (their metrics.json is written last)."""

@@ -24,7 +24,8 @@ def parser(description: str, *, with_config: bool = True) -> argparse.ArgumentPa
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     if with_config:
         p.add_argument("--config", default="configs/default.yaml",
-                       help="experiment YAML file; its `name` decides the run folder outputs/<name>/")
+                       help="experiment YAML file; its output_dir and name decide the run folder "
+                            "<output_dir>/<name>/ (output_dir defaults to outputs)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, typed, e.g. --set train.lr=3e-5 (repeatable; unknown keys fail)")
     p.add_argument("--quiet", action="store_true", help="only warnings and errors, no progress bars")

@@ -89,25 +89,26 @@ def install(wheels: Path, code: Path, working: Path) -> None:
 
 
 def predict(weights: Path, competition: Path, working: Path) -> Path:
-    """Run every fold of every experiment, then blend (test only: a kernel has no out-of-fold outputs)."""
-    from foldnlp.artifacts import RunPaths
+    """Run every fold of every experiment, then blend (test only: a kernel has no out-of-fold outputs). The weights
+    dataset is read-only: each experiment's test outputs go to <working>/runs/<name>/test/<key>/ (infer's --out-dir),
+    whose run.json points back at the experiment's folder in the dataset."""
     from foldnlp.steps.ensemble import ensemble
     from foldnlp.steps.infer import infer
 
     manifest = json.loads((weights / MANIFEST).read_text(encoding="utf-8"))
     test_csv, sample_csv = competition / "test.csv", competition / "sample_submission.csv"
-    runs, folds = [], []
+    outputs, folds = [], []
     for experiment in manifest["experiments"]:
-        run = working_run(find_experiment(weights, experiment["name"]), RunPaths(working / "runs" / experiment["name"]),
-                          experiment["folds"])
-        infer(run.root, folds=experiment["folds"], test_csv=str(test_csv), sample_csv=str(sample_csv),
-              overrides=SETTINGS["overrides"], batch_size=SETTINGS["batch_size"],
-              precision=SETTINGS["precision"], progress=False)
-        runs.append(run.root)
+        out_dir = working / "runs" / experiment["name"]
+        infer(find_experiment(weights, experiment["name"]).root, folds=experiment["folds"], test_csv=str(test_csv),
+              sample_csv=str(sample_csv), overrides=SETTINGS["overrides"], batch_size=SETTINGS["batch_size"],
+              precision=SETTINGS["precision"], progress=False, out_dir=out_dir)
+        outputs.append(out_dir)
         folds.append(experiment["folds"])
     out = working / "submission.csv"
-    ensemble(runs, weights=manifest["blend_weights"], test_csv=str(test_csv), sample_csv=str(sample_csv), out=out,
-             folds=folds, score_oof=False)
+    report = ensemble(outputs, weights=manifest["blend_weights"], test_csv=str(test_csv), sample_csv=str(sample_csv),
+                      out=out, folds=folds, score_oof=False)
+    print(report, flush=True)
     return out
 
 
@@ -120,19 +121,6 @@ def find_experiment(weights: Path, name: str):
         if RunPaths(candidate).config.is_file():
             return RunPaths(candidate)
     sys.exit(f"experiment {name} is not in the weights dataset {weights}")
-
-
-def working_run(source, run, folds: list[int]):
-    """A writable run folder for the read-only bundle: the config copied, each fold's model folder linked."""
-    run.root.mkdir(parents=True, exist_ok=True)
-    run.config.write_bytes(source.config.read_bytes())
-    for fold in folds:
-        link = run.model_dir(fold)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink():
-            link.unlink()
-        link.symlink_to(source.model_dir(fold).resolve(), target_is_directory=True)
-    return run
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from foldnlp import artifacts
+from foldnlp import artifacts, test_outputs
 from foldnlp.ensembling import average_scores
 from foldnlp.errors import InputError, format_rows
 from foldnlp.folds import read_folds
@@ -22,10 +22,21 @@ from foldnlp.tasks import get_task
 
 log = logging.getLogger(__name__)
 
+# What a blend reads of the first experiment's config, so what ensemble.py --set may change: the data it scores and
+# decodes (training CSV, test CSV and sample submission, fold file) and the task's decoding settings
+# (Task.decoding_key). Window, model and training settings belong to the folds: a blend of finished outputs cannot
+# change them, and accepting them would let a user believe it had.
+BLEND_SETTINGS = ("data.", "folds.")
+
 
 @dataclass
 class Experiment:
+    """One member of the blend: a run's folds, and which of its test outputs."""
+
+    spec: str  # as given: a run folder, RUN@KEY, or a folder written by infer.py --out-dir
     run: Run
+    home: artifacts.RunPaths  # the folder holding its test outputs: the run folder or an infer.py --out-dir
+    key: str | None  # the test outputs asked for (RUN@KEY); None: the most recent made from the test file
     provenance: dict | None  # of its first trained fold, every fold's checked to match; None in a test-only blend
 
     @property
@@ -41,48 +52,122 @@ class Experiment:
         return self.run.folds
 
 
-def ensemble(run_dirs: list[Path], *, weights: list[float] | None, test_csv: str | None, sample_csv: str | None,
-             out: Path, overrides: list[str] = (), folds: list[list[int]] | None = None, score_oof: bool = True,
-             allow_mixed_folds: bool = False) -> str:
-    """Write the blended submission to `out`; returns the CV report of the blended out-of-fold outputs.
+def ensemble(experiments: list[str | Path], *, weights: list[float] | None, test_csv: str | None,
+             sample_csv: str | None, out: Path, overrides: list[str] = (), folds: list[list[int]] | None = None,
+             score_oof: bool = True, allow_mixed_folds: bool = False) -> str:
+    """Write the blended submission to `out`; returns the report: the CV of the blended out-of-fold outputs, each
+    member's beside it, and which test outputs were blended.
 
+    experiments: members, each a run folder, `RUN@KEY` (its test outputs RUN/test/KEY/; default: the most recent
+    made from the test file) or a folder written by infer.py --out-dir; one run may come several times with
+    different test outputs (a test-time ensemble of inference settings).
     overrides: "section.key=value" settings applied to the first experiment's config, whose task decodes the
-    blend (QA: qa.decode.max_answer_chars=...).
-    folds: per run dir, the folds to blend (default: every trained fold, found by its metrics.json).
+    blend (QA: qa.decode.max_answer_chars=...); only what a blend reads (BLEND_SETTINGS, Task.decoding_key).
+    folds: per member, the folds to blend (default: every trained fold, found by its metrics.json).
     score_oof=False skips the CV report and the training-side checks, for test-only run folders (a Kaggle kernel
     has no OOF outputs, metrics or train CSV); test ids are checked either way.
     Experiments whose fold files or data differ, or whose out-of-fold outputs do not cover every training id
     exactly once, are refused (InputError) unless allow_mixed_folds, which warns and scores the CV on the ids
-    every experiment covers exactly once.
+    every experiment covers exactly once. Test outputs made from another test file than test_csv are refused.
     """
-    folds = folds if folds is not None else [None] * len(run_dirs)
-    experiments = [_open(Path(d), k, overrides if i == 0 else [], checked=score_oof,
-                         allow_mixed_folds=allow_mixed_folds)
-                   for i, (d, k) in enumerate(zip(run_dirs, folds, strict=True))]
-    tasks = {e.cfg.task for e in experiments}
+    folds = folds if folds is not None else [None] * len(experiments)
+    members = [_open(spec, k, overrides if i == 0 else [], checked=score_oof, allow_mixed_folds=allow_mixed_folds)
+               for i, (spec, k) in enumerate(zip(experiments, folds, strict=True))]
+    tasks = {e.cfg.task for e in members}
     if len(tasks) > 1:
         raise InputError("cannot blend experiments of different tasks: " + ", ".join(
-            f"{e.paths.root} is task {e.cfg.task}" for e in experiments))
-    if weights is not None and len(weights) != len(experiments):
-        raise InputError(f"--weights: {len(weights)} weights for {len(experiments)} experiments")
-    task = get_task(experiments[0].cfg)
+            f"{e.paths.root} is task {e.cfg.task}" for e in members))
+    if weights is not None and len(weights) != len(members):
+        raise InputError(f"--weights: {len(weights)} weights for {len(members)} experiments")
+    task = get_task(members[0].cfg)
+    check_blend_overrides(overrides, task)
     if score_oof:
-        _check_same_folds(experiments, allow_mixed_folds)
-        train, fold_of_id, oof = blended_oof(task, experiments, weights, allow_mixed_folds)
-        report = task.cv_report(train, oof, fold_of_id)
+        _check_same_folds(members, allow_mixed_folds)
+        train, fold_of_id, member_oof, oof = blended_oof(task, members, weights, allow_mixed_folds)
+        report = [task.cv_report(train, oof, fold_of_id)]
+        if len(members) > 1:
+            report.append(member_report(task, train, [e.spec for e in members], member_oof, oof))
         task = task.fit_decoding(train, oof)
     else:
-        report = "CV not computed (test-only blend)"
-    test_csv, sample_csv = test_paths(experiments[0].cfg, test_csv, sample_csv)
+        report = ["CV not computed (test-only blend)"]
+    test_csv, sample_csv = test_paths(members[0].cfg, test_csv, sample_csv)
     test, sample = task.read_test(test_csv, sample_csv)
-    blended = _blend([_test_scores(e, test["id"], test_csv) for e in experiments], weights, "test outputs")
+    test_sha = file_sha256(test_csv)
+    chosen = [test_outputs.select(e.home, e.key, test_csv, test_sha, e.folds, infer_command(e, test_csv))
+              for e in members]
+    repeated = [label for label, n in Counter(f"{r.label} folds {e.folds}" for e, r in zip(members, chosen)).items()
+                if n > 1]
+    if repeated:
+        log.warning("the same test outputs come more than once in the blend: %s (name other settings with RUN@KEY)",
+                    ", ".join(repeated))
+    blended = _blend([_test_scores(e, r, test["id"], test_csv) for e, r in zip(members, chosen)], weights,
+                     "test outputs")
+    report.append(f"test outputs blended (for {test_csv}, sha256 {test_sha[:12]}):\n"
+                  + "\n".join(f"  {r.describe()}" for r in chosen))
     submission = task.submission(sample, task.decode(test, blended))
     artifacts.atomic_write_csv(out, submission)
     for name, table in task.side_tables(test, blended).items():
         artifacts.atomic_write_csv(side_table_path(out, name), table)
     log.info("wrote %s: %d rows, blended from %s", out, len(submission),
-             ", ".join(f"{e.paths.root} folds {e.folds}" for e in experiments))
-    return report
+             ", ".join(f"{r.label} folds {e.folds}" for e, r in zip(members, chosen)))
+    return "\n".join(report)
+
+
+def parse_member(spec: str | Path) -> tuple[Path, str | None]:
+    """'outputs/a@chaii_test-1a2b3c4d' → (outputs/a, 'chaii_test-1a2b3c4d'); 'outputs/a' → (outputs/a, None). A
+    folder whose own name holds an '@' is taken whole."""
+    text = str(spec)
+    folder, at, key = text.rpartition("@")
+    if at and folder and "/" not in key and not Path(text).exists():
+        return Path(folder), key
+    return Path(text), None
+
+
+def default_out(first_member: str | Path) -> Path:
+    """submission.csv beside the first member's folder: outputs/submission.csv for outputs/default, so it follows
+    the experiment's output_dir."""
+    return parse_member(first_member)[0].parent / "submission.csv"
+
+
+def infer_command(e: Experiment, test_csv) -> str:
+    """The infer.py command that writes the test outputs this member lacks."""
+    out_dir = f" --out-dir {e.home.root}" if e.home.root != e.paths.root else ""
+    return f"python infer.py --run-dir {e.paths.root}{out_dir} --test-csv {test_csv}"
+
+
+def check_blend_overrides(overrides: list[str], task) -> None:
+    """Refuse a --set that a blend would silently ignore (a window or training setting)."""
+    allowed = (*BLEND_SETTINGS, f"{task.decoding_key or task.name}.")
+    shown = ", ".join(a + "*" if a.endswith(".") else a for a in allowed)
+    for override in overrides:
+        key = override.partition("=")[0].strip()
+        if not any(key == a or key.startswith(a) for a in allowed):
+            raise InputError(f"ensemble.py --set {override}: a blend reads only the decoding and data settings of "
+                             f"the first experiment's config ({shown}); {key} is the folds' own: change it for "
+                             "inference with infer.py --set, then blend those outputs")
+
+
+def member_report(task, examples: pd.DataFrame, labels: list[str], members: list[Scores], blend: Scores) -> str:
+    """Each member's score beside the blend's, on the same out-of-fold ids, so that a blend worse than its best
+    member shows."""
+    values = [task.score(examples, task.decode(examples, m)) for m in members]
+    blended = task.score(examples, task.decode(examples, blend))
+    sign = 1 if task.higher_is_better else -1
+    best = max(range(len(values)), key=lambda i: sign * values[i])
+    width = max(len(label) for label in [*labels, "blend"])
+    lines = [f"{task.metric_name} of each member on the same {len(blend)} out-of-fold ids "
+             f"({'higher' if task.higher_is_better else 'lower'} is better):"]
+    lines += [f"  {label:<{width}}  {value:.4f}" for label, value in zip(labels, values)]
+    gain = sign * (blended - values[best])
+    if gain > 0:
+        verdict = f"{blended - values[best]:+.4f} over the best member, {labels[best]}"
+    elif gain == 0:
+        verdict = f"the same as the best member, {labels[best]}"
+    else:
+        verdict = (f"WORSE than the best member, {labels[best]}, by {abs(blended - values[best]):.4f}: drop or "
+                   "down-weight (--weights) the weaker members")
+    lines.append(f"  {'blend':<{width}}  {blended:.4f}  ({verdict})")
+    return "\n".join(lines)
 
 
 def side_table_path(out: Path, name: str) -> Path:
@@ -91,9 +176,9 @@ def side_table_path(out: Path, name: str) -> Path:
 
 
 def blended_oof(task, experiments: list[Experiment], weights: list[float] | None,
-                allow_mixed_folds: bool = False) -> tuple[pd.DataFrame, pd.Series, Scores]:
-    """(training examples, fold per id, blended out-of-fold scores), every experiment's OOF checked to cover
-    the training ids exactly once."""
+                allow_mixed_folds: bool = False) -> tuple[pd.DataFrame, pd.Series, list[Scores], Scores]:
+    """(training examples, fold per id, each member's out-of-fold scores, their blend), every experiment's OOF
+    checked to cover the training ids exactly once (or, with allow_mixed_folds, cut to the ids all cover once)."""
     cfg = experiments[0].cfg
     train = task.read_train()
     folds = read_folds(artifacts.fold_file(cfg.folds.folds_dir, cfg.folds.scheme), train["id"])
@@ -108,7 +193,7 @@ def blended_oof(task, experiments: list[Experiment], weights: list[float] | None
         log.warning("--allow-mixed-folds: %s; the CV covers the %d ids every experiment has exactly once",
                     "; ".join(problems), len(common))
         members = [m.select(common) for m in members]
-    return train, folds, _blend(members, weights, "out-of-fold outputs")
+    return train, folds, members, _blend(members, weights, "out-of-fold outputs")
 
 
 def oof_coverage_problem(oof_ids, folds: pd.Series, trained: list[int]) -> str:
@@ -136,19 +221,22 @@ def _covered_by_all(members: list[Scores]) -> list[str]:
     return [i for i in dict.fromkeys(members[0].ids.tolist()) if i in common]
 
 
-def _open(run_dir: Path, folds: list[int] | None, overrides: list[str], *, checked: bool,
+def _open(spec: str | Path, folds: list[int] | None, overrides: list[str], *, checked: bool,
           allow_mixed_folds: bool) -> Experiment:
-    """An experiment's run folder; checked: its folds share one training config, fold file and data."""
+    """A member: its run folder and where its test outputs are; checked: its folds share one training config,
+    fold file and data."""
+    folder, key = parse_member(spec)
+    run_dir, home = test_outputs.locate(folder)
     run = open_run(run_dir, folds, overrides=overrides)
     if not checked:
-        return Experiment(run, provenance=None)
+        return Experiment(str(spec), run, home, key, provenance=None)
     records = {k: run.provenance(k) for k in run.folds}
     first = records[run.folds[0]]
     differing = {k: why for k, r in records.items() if (why := mismatch(first, r))}
     if differing:
         _refuse_or_warn(f"{run_dir}: fold(s) {list(differing)} were trained with another config, fold file or data "
                         f"than fold {run.folds[0]} ({'; '.join(differing.values())})", allow_mixed_folds)
-    return Experiment(run, first)
+    return Experiment(str(spec), run, home, key, first)
 
 
 def _check_same_folds(experiments: list[Experiment], allow_mixed_folds: bool) -> None:
@@ -181,20 +269,22 @@ def _oof_scores(e: Experiment) -> Scores:
     return concat_scores([artifacts.load_scores(e.paths.oof_scores(k)) for k in e.folds])
 
 
-def _test_scores(e: Experiment, test_ids, test_csv) -> Scores:
-    """The experiment's test scores: every fold's, averaged with equal weights; each must cover the test ids."""
-    missing = [k for k in e.folds if not e.paths.test_scores(k).is_file()]
-    if missing:
-        raise InputError(f"{e.paths.root}: no test outputs for fold(s) {missing}: run infer.py first")
+def _test_scores(e: Experiment, record: test_outputs.Record, test_ids, test_csv) -> Scores:
+    """The member's test scores: every fold's of the chosen outputs, averaged with equal weights; each must cover
+    the test ids."""
     members = []
     for k in e.folds:
-        scores = artifacts.load_scores(e.paths.test_scores(k))
-        differences = describe_id_differences(test_ids, scores.ids, str(test_csv), str(e.paths.test_scores(k)))
+        path = record.home.test_scores(record.key, k)
+        if not path.is_file():
+            raise InputError(f"{path} is missing, though {record.home.test_record(record.key)} lists fold {k}: run "
+                             f"`{infer_command(e, test_csv)} --folds {k}` again")
+        scores = artifacts.load_scores(path)
+        differences = describe_id_differences(test_ids, scores.ids, str(test_csv), str(path))
         if differences:
-            raise InputError(f"test outputs of fold {k} of {e.paths.root} cover other ids than the submission "
-                             f"({differences}): run infer.py on this test set")
+            raise InputError(f"test outputs of fold {k} of {record.label} cover other ids than the submission "
+                             f"({differences}): run `{infer_command(e, test_csv)}`")
         members.append(scores)
-    return _blend(members, None, f"test outputs of {e.paths.root}")
+    return _blend(members, None, f"test outputs of {record.label}")
 
 
 def _blend(members: list[Scores], weights: list[float] | None, what: str) -> Scores:

@@ -12,13 +12,16 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from foldnlp import artifacts
+import foldnlp
+from foldnlp import artifacts, test_outputs
 from foldnlp.config import ExperimentConfig
+from foldnlp.errors import InputError
 from foldnlp.inference import predict
 from foldnlp.modeling import load_tokenizer
 from foldnlp.precision import resolve_precision
-from foldnlp.runs import open_run
+from foldnlp.runs import load_run_config, open_run
 from foldnlp.tasks import get_task
+from foldnlp.test_outputs import Record
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +39,37 @@ def test_paths(cfg: ExperimentConfig, test_csv: str | None, sample_csv: str | No
 
 def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | None, sample_csv: str | None,
           overrides: list[str] = (), batch_size: int | None = None, precision: str | None = None,
-          chunk_chars: int | None = None, progress: bool = True) -> list[int]:
-    """Predict the test set with each fold's best checkpoint of the run in run_dir; returns the folds done.
+          chunk_chars: int | None = None, progress: bool = True, out_dir: Path | None = None) -> Record:
+    """Predict the test set with each fold's best checkpoint of the run in run_dir; returns the settings record of
+    the test outputs written.
 
     overrides: "section.key=value" settings applied to each fold's saved config for inference (a smaller
     features.doc_stride, QA's qa.max_context_words, ...); the rest is what the fold was trained with.
+    The outputs go to <run_dir or out_dir>/test/<key>/, the key naming the test file and the settings that change
+    the scores (foldnlp.test_outputs), so other settings or another test file never replace earlier outputs; out_dir
+    serves a run folder one cannot or would rather not write into.
     The test set goes through in chunks of about chunk_chars text characters whose scores are streamed to disk,
     so memory stays bounded however many long texts there are.
     """
-    run = open_run(run_dir, folds)
+    run = open_run(run_dir, folds, overrides=overrides)
     test_csv, sample_csv = test_paths(run.cfg, test_csv, sample_csv)
-    test, _ = get_task(run.cfg).read_test(test_csv, sample_csv)
+    run_task = get_task(run.cfg)
+    test, _ = run_task.read_test(test_csv, sample_csv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    precision = resolve_precision(precision or run.cfg.inference.precision, device)
+    try:
+        precision = resolve_precision(precision or run.cfg.inference.precision, device)
+    except ValueError as err:
+        raise InputError(f"precision {precision or run.cfg.inference.precision}: {err}") from err
     batch_size = batch_size or run.cfg.inference.batch_size
     chunk_chars = chunk_chars or run.cfg.inference.chunk_chars
+    home = run.paths if out_dir is None else test_outputs.out_dir_home(out_dir, run.paths.root)
+    truncation = run_task.truncation_key
+    settings = test_outputs.new_settings(
+        run.paths.root, test_csv, sample_csv, run.cfg, load_run_config(run.paths), precision,
+        ["features.max_len", "features.doc_stride", *([truncation] if truncation else [])],
+        {"batch_size": batch_size, "chunk_chars": chunk_chars, "device": device.type,
+         "foldnlp": foldnlp.__version__})
+    key = settings["key"]
     # One chunk (the usual test set) is tokenized once for all folds that share tokenizer and settings.
     windows_cache: dict[str, object] = {}
     for fold in run.folds:
@@ -60,19 +79,19 @@ def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | None, sampl
         chunks = chunk_rows(np.array([len(t) for t in task.texts(test)]), chunk_chars)
         tokenizer = load_tokenizer(str(model_dir))
         model = task.load_model(str(model_dir)).to(device)
-        key = _windows_key(model_dir, fold_cfg)
+        windows_key = _windows_key(model_dir, fold_cfg)
 
         predictions, n_windows, seconds = [], 0, 0.0
         bar = tqdm(total=len(test), desc=f"fold {fold}", unit="ex", disable=not progress)
-        with artifacts.ScoresWriter(run.paths.test_scores(fold), test["id"], task.score_rows(test), task.unit,
+        with artifacts.ScoresWriter(home.test_scores(key, fold), test["id"], task.score_rows(test), task.unit,
                                     task.channels) as writer:
             for rows in chunks:
                 chunk = test.iloc[rows]
-                windows = windows_cache.get(key)
+                windows = windows_cache.get(windows_key)
                 if windows is None:
                     windows = task.windows(tokenizer, chunk, with_targets=False)
                     if len(chunks) == 1:
-                        windows_cache[key] = windows
+                        windows_cache[windows_key] = windows
                 started = time.perf_counter()
                 outputs = predict(model, windows.input_ids, pad_id=tokenizer.pad_token_id, batch_size=batch_size,
                                   precision=precision, outputs=task.outputs, desc=f"fold {fold}",
@@ -85,11 +104,12 @@ def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | None, sampl
                 bar.update(len(chunk))
                 bar.set_postfix(windows_per_s=f"{n_windows / max(seconds, 1e-9):.1f}")
         bar.close()
-        artifacts.atomic_write_csv(run.paths.test_predictions(fold), pd.concat(predictions, ignore_index=True))
+        artifacts.atomic_write_csv(home.test_predictions(key, fold), pd.concat(predictions, ignore_index=True))
+        record = test_outputs.record_fold(home, settings, fold)
         log.info("fold %d: %d windows of %d examples in %.1f s (%.1f windows/s, %s, max_len %d, stride %d); wrote %s",
                  fold, n_windows, len(test), seconds, n_windows / max(seconds, 1e-9), precision,
-                 fold_cfg.features.max_len, fold_cfg.features.doc_stride, run.paths.test_scores(fold))
-    return run.folds
+                 fold_cfg.features.max_len, fold_cfg.features.doc_stride, home.test_scores(key, fold))
+    return record
 
 
 def chunk_rows(lengths: np.ndarray, max_chars: int) -> list[np.ndarray]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from accelerate.utils import set_seed
 
-from foldnlp import artifacts
+from foldnlp import artifacts, test_outputs
 from foldnlp.config import ExperimentConfig, dump_yaml, to_dict
 from foldnlp.errors import InputError
 from foldnlp.folds import read_folds
@@ -55,8 +55,8 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     resume = _check_saved_state(paths, fold, provenance, overwrite=overwrite, resume=resume)
     check_same_experiment(paths, fold, provenance)
     if overwrite:  # the old fold's outputs must not outlive it half-replaced if this run is killed
-        for stale in (paths.metrics(fold), paths.test_scores(fold), paths.test_predictions(fold)):
-            stale.unlink(missing_ok=True)
+        paths.metrics(fold).unlink(missing_ok=True)
+        test_outputs.forget_fold(paths, fold)
     train, valid = split_fold(cfg, task, fold, fold_path)
     extra = task.extra_training_examples(set(valid["id"]))
     if extra is not None:

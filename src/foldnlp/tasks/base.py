@@ -8,6 +8,7 @@ into predictions, a metric and a submission:
 
     read_train / read_test ─▶ examples ─▶ windows ─▶ model (the task's head) ─▶ outputs ─▶ to_scores ─▶ Scores
     Scores (blended over folds and experiments) ─▶ decode ─▶ predictions ─▶ score / cv_report / submission
+    read_submission (a submission file) ─▶ predictions ─▶ score against read_answers (a file of test truths)
 
 | | QA | span segmentation | classification / regression |
 | --- | --- | --- | --- |
@@ -49,6 +50,9 @@ class Task(abc.ABC):
     outputs: dict[str, str]  # model output name -> inference.TOKEN or inference.WINDOW
     head_prefixes: tuple[str, ...]  # parameter-name prefixes of the fresh head (trained at train.head_lr)
     truncation_key: str | None = None  # the config key that keeps only the first N words of a text, if any
+    # The part of the task's section that decoding reads (what ensemble.py --set may change besides data paths);
+    # None: the whole section.
+    decoding_key: str | None = None
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -63,6 +67,16 @@ class Task(abc.ABC):
     def read_test(self, test_path, sample_path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """(test examples, sample submission), checked to cover the same ids; sample_path None reads no sample
         (counting windows needs none)."""
+
+    @abc.abstractmethod
+    def read_answers(self, path) -> pd.DataFrame:
+        """A file of the truth for test ids (the competition's solution file; the bundled input/test_answers.csv) as
+        examples that score() takes, validated (InputError naming file, column and rows)."""
+
+    @abc.abstractmethod
+    def read_submission(self, path) -> pd.DataFrame:
+        """A submission file in the competition's format read back as predictions (`id` plus the task's prediction
+        columns, as decode() returns them), validated."""
 
     def training_files(self) -> list[str]:
         """Every file training reads, hashed into the provenance record; the training CSV first."""

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 QA_TRAIN_COLUMNS = ("id", "context", "question", "answer_text", "answer_start", "language")
 QA_TEST_COLUMNS = ("id", "context", "question", "language")
 SAMPLE_COLUMNS = ("id", "PredictionString")
+ANSWER_COLUMNS = ("id", "answer_text")
 
 # Up to 18 digits so the int64 conversion cannot overflow; surrounding blanks are tolerated.
 _NON_NEGATIVE_INT = r"\s*\d{1,18}\s*"
@@ -71,6 +72,16 @@ def read_sample_submission(path) -> pd.DataFrame:
     check_unique_ids(frame, path)
     # A row written as just "id" (no trailing comma) parses as a missing prediction.
     return frame[list(SAMPLE_COLUMNS)].fillna("").reset_index(drop=True)
+
+
+def read_answers_csv(path) -> pd.DataFrame:
+    """Gold answers of test ids (id, answer_text; extra columns kept, e.g. a whole training-format CSV)."""
+    frame = read_text_csv(path)
+    require_columns(frame, ANSWER_COLUMNS, path)
+    frame = frame[list(ANSWER_COLUMNS) + [c for c in frame.columns if c not in ANSWER_COLUMNS]]
+    check_not_blank(frame, list(ANSWER_COLUMNS), path)
+    check_unique_ids(frame, path)
+    return frame.reset_index(drop=True)
 
 
 def _load_squad_articles(path) -> list:

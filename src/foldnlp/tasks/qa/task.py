@@ -18,7 +18,7 @@ from foldnlp.scores import Scores
 from foldnlp.tables import check_ids_match_sample
 from foldnlp.tasks.base import Task
 from foldnlp.tasks.qa.charscores import CHANNELS, UNIT, window_logits_to_char_scores
-from foldnlp.tasks.qa.data import read_qa_csv, read_sample_submission, read_squad_json
+from foldnlp.tasks.qa.data import read_answers_csv, read_qa_csv, read_sample_submission, read_squad_json
 from foldnlp.tasks.qa.decoding import decode_all, decode_best_span
 from foldnlp.tasks.qa.features import QAFeatures, WindowSettings, build_features, truncate_context
 from foldnlp.tasks.qa.metrics import jaccard_report, mean_jaccard
@@ -34,6 +34,7 @@ class QATask(Task):
     outputs = {"start_logits": TOKEN, "end_logits": TOKEN}
     head_prefixes = ("qa_outputs",)
     truncation_key = "qa.max_context_words"
+    decoding_key = "qa.decode"
 
     # ---- data -------------------------------------------------------------------------------------------------
     def read_train(self) -> pd.DataFrame:
@@ -46,6 +47,14 @@ class QATask(Task):
         sample = read_sample_submission(sample_path)
         check_ids_match_sample(test, sample, test_path, sample_path)
         return test, sample
+
+    def read_answers(self, path) -> pd.DataFrame:
+        """id, answer_text (extra columns kept): the gold answers of test ids, as in input/test_answers.csv."""
+        return read_answers_csv(path)
+
+    def read_submission(self, path) -> pd.DataFrame:
+        """id, prediction: a submission's PredictionString per id (an empty one is "")."""
+        return read_sample_submission(path).rename(columns={"PredictionString": "prediction"})
 
     def training_files(self) -> list[str]:
         return [self.cfg.data.train_csv, *(path for _, path in self.settings.external_files())]
