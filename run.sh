@@ -4,6 +4,7 @@
 #                       → its score on the bundled test answers
 #   bash run.sh test    the test suite (fast tests; add pytest arguments after `test`, e.g. `bash run.sh test -m slow`)
 # CONFIG=configs/other.yaml bash run.sh   runs another experiment.
+# RETRAIN=1 bash run.sh                   retrains every fold (by default finished folds are kept, unfinished resumed).
 set -euo pipefail
 cd "$(dirname "$0")"
 CONFIG=${CONFIG:-configs/default.yaml}
@@ -27,8 +28,11 @@ start=$(date +%s)
 $py make_folds.py --config "$CONFIG"
 read -r n_folds run_dir test_csv < <($py -c "from foldnlp.artifacts import RunPaths; from foldnlp.config import load_config
 c = load_config('$CONFIG'); print(c.folds.n_folds, RunPaths.of(c.output_dir, c.name).root, c.data.test_csv)")
+# Finished folds are kept and an interrupted one continues from its saved state, so re-running after a crash
+# trains only what is missing; RETRAIN=1 bash run.sh trains every fold again from scratch.
+if [ "${RETRAIN:-0}" = 1 ]; then train_mode=--overwrite; else train_mode=--resume; fi
 for fold in $(seq 0 $((n_folds - 1))); do
-  $py train_fold.py --config "$CONFIG" --fold "$fold" --overwrite
+  $py train_fold.py --config "$CONFIG" --fold "$fold" "$train_mode"
 done
 $py infer.py --config "$CONFIG"
 $py ensemble.py --experiments "$run_dir" --out outputs/submission.csv
