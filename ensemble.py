@@ -8,12 +8,13 @@ from foldnlp import cli
 
 def main(argv=None) -> int:
     p = cli.parser(__doc__, with_config=False)
-    p.add_argument("--experiments", nargs="+", default=["outputs/default"],
-                   help="run folders (outputs/<experiment>) to blend; each one's folds are averaged first")
+    p.add_argument("--experiments", nargs="+", type=cli.user_path,
+                   help="run folders (outputs/<experiment>) to blend; each one's folds are averaged first "
+                        "(default: outputs/default)")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per experiment (default: equal)")
-    p.add_argument("--test-csv", help="default: the first experiment's data.test_csv")
-    p.add_argument("--sample-submission", help="default: sample_submission.csv beside the test CSV")
-    p.add_argument("--out", default="outputs/submission.csv", help="where to write the submission")
+    p.add_argument("--test-csv", type=cli.user_path, help="default: the first experiment's data.test_csv")
+    p.add_argument("--sample-submission", type=cli.user_path, help="default: sample_submission.csv beside the test CSV")
+    p.add_argument("--out", type=cli.user_path, default="outputs/submission.csv", help="where to write the submission")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the first experiment's config for decoding, e.g. "
                         "--set qa.decode.max_answer_chars=60 (repeatable)")
@@ -33,16 +34,15 @@ def main(argv=None) -> int:
                         "or their out-of-fold outputs miss folds; the CV then covers only ids every experiment has")
 
     def run(args) -> int:
-        from pathlib import Path
-
         from foldnlp.steps.ensemble import ensemble
 
         flags = [f"qa.decode.{key}={value}" for key, value in (("max_answer_chars", args.max_answer_chars),
                                                                ("max_answer_words", args.max_answer_words),
                                                                ("n_best", args.n_best)) if value is not None]
-        report = ensemble([Path(e) for e in args.experiments], weights=args.weights, test_csv=args.test_csv,
-                          sample_csv=args.sample_submission, out=Path(args.out), overrides=args.overrides + flags,
-                          score_oof=not args.no_cv, allow_mixed_folds=args.allow_mixed_folds)
+        experiments = args.experiments or [cli.user_path("outputs/default")]
+        report = ensemble(experiments, weights=args.weights, test_csv=args.test_csv, sample_csv=args.sample_submission,
+                          out=args.out, overrides=args.overrides + flags, score_oof=not args.no_cv,
+                          allow_mixed_folds=args.allow_mixed_folds)
         print(report)
         print(f"wrote {args.out}")
         return 0

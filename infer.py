@@ -8,9 +8,10 @@ from foldnlp import cli
 def main(argv=None) -> int:
     p = cli.parser(__doc__ + " Window settings default to those the folds were trained with; --set changes the "
                              "experiment's config (its name and output_dir find the run folder).")
-    p.add_argument("--test-csv", help="test file (QA: a CSV of id, context, question, language); default: the "
-                                      "config's data.test_csv")
-    p.add_argument("--sample-submission", help="default: sample_submission.csv beside the test CSV")
+    p.add_argument("--test-csv", type=cli.user_path,
+                   help="test file (QA: a CSV of id, context, question, language); default: the config's data.test_csv")
+    p.add_argument("--sample-submission", type=cli.user_path,
+                   help="default: sample_submission.csv beside the test CSV")
     p.add_argument("--folds", type=int, nargs="+", help="folds to run (default: every trained fold)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
                    help="autocast precision (default: the config's inference.precision; auto = fp16 on CUDA, "

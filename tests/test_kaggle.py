@@ -7,6 +7,7 @@ so no package index is needed) for the layout, leak and metadata checks, and one
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,15 @@ def test_bundle_layout_holds_only_what_the_kernel_needs(built_offline, tiny_run)
     assert [p.name for p in (datasets / "foldnlp-tiny-wheels").iterdir()] == [metadata.DATASET_METADATA]
     kernel = sorted(p.name for p in (built_offline / "kernel").iterdir())
     assert kernel == ["foldnlp-tiny.py", "kernel-metadata.json"]
+
+
+def test_every_file_and_folder_of_the_bundle_has_the_mode_the_umask_gives(built_offline):
+    """Not the owner-only 0600 / 0700 of temporaries and safetensors: the bundle is uploaded, shared, copied."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for path in [built_offline, *built_offline.rglob("*")]:
+        want = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert path.stat().st_mode & 0o777 == want, (path, oct(path.stat().st_mode))
 
 
 @network
@@ -363,3 +373,28 @@ def test_ensemble_cli_without_cv(tiny_run, tmp_path):
     assert "CV not computed" in stdout and "CV Jaccard" not in stdout
     assert pd.read_csv(out, dtype=str)["id"].tolist() == pd.read_csv(SAMPLE_CSV,
                                                                       dtype=str)["id"].tolist()
+
+
+def test_local_run_takes_relative_paths_from_the_directory_it_runs_in(built_offline, tmp_path, monkeypatch):
+    """The README's `local-run --bundle kernels/check ...` with relative paths: the kernel runs in its working/
+    folder, so its script and the /kaggle/input stand-in must be named there by paths that still resolve."""
+    from foldnlp.kaggle import localrun
+
+    shutil.copytree(built_offline, tmp_path / "kernels" / "check")
+    (tmp_path / "data").mkdir()
+    shutil.copyfile(TEST_CSV, tmp_path / "data" / "test.csv")
+    shutil.copyfile(SAMPLE_CSV, tmp_path / "data" / "sample_submission.csv")
+    monkeypatch.chdir(tmp_path)
+    tree = localrun.make_kernel_tree(Path("kernels/check"), Path("data/test.csv"), Path("data/sample_submission.csv"),
+                                     Path("kaggle-local"))
+    env = localrun._kernel_env(tree.input_dir, tree.working)
+    command = tree.command(["unshare", "--net"])
+    monkeypatch.chdir(tree.working)  # what the kernel process sees
+    assert command[:2] == ["unshare", "--net"] and command[2] == str(tree.venv_python)
+    script = Path(command[-1])
+    assert script.is_file() and script.read_bytes() == (tmp_path / "kernels/check/kernel/foldnlp-tiny.py").read_bytes()
+    input_dir = Path(env["KAGGLE_INPUT_DIR"])
+    assert (input_dir / COMPETITION / "test.csv").read_bytes() == TEST_CSV.read_bytes()
+    for kind in ("code", "weights", "wheels"):
+        assert (input_dir / f"foldnlp-tiny-{kind}" / metadata.DATASET_METADATA).is_file(), kind
+    assert Path(env["KAGGLE_WORKING_DIR"]).resolve() == Path.cwd().resolve()

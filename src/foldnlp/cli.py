@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from foldnlp.config import ExperimentConfig, load_config
 from foldnlp.errors import InputError
@@ -20,10 +22,18 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def user_path(text: str) -> Path:
+    """argparse type of every path flag: the path resolved against the directory the command was run in, once,
+    when the command line is read. A relative path kept as it is would change meaning in any code that runs with
+    another working directory (the local Kaggle kernel runs in its working/ folder). Paths inside a config file are
+    not touched: the config (and its provenance hash) must mean the same on every machine and checkout."""
+    return Path(os.path.abspath(os.path.expanduser(text)))
+
+
 def parser(description: str, *, with_config: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     if with_config:
-        p.add_argument("--config", default="configs/default.yaml",
+        p.add_argument("--config", type=user_path, default="configs/default.yaml",
                        help="experiment YAML file; its `name` decides the run folder outputs/<name>/")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, typed, e.g. --set train.lr=3e-5 (repeatable; unknown keys fail)")
