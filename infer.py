@@ -21,8 +21,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-len", type=int, help="tokens per window (features.max_len)")
     p.add_argument("--max-context-words", type=int,
                    help="QA: keep only the first N words of each context (the fold's qa.max_context_words)")
-    p.add_argument("--batch-size", type=int, help="windows per forward pass")
-    p.add_argument("--chunk-chars", type=int,
+    p.add_argument("--batch-size", type=cli.positive_int,
+                   help="windows per forward pass (default: the config's inference.batch_size)")
+    p.add_argument("--chunk-chars", type=cli.positive_int,
                    help="predict the test set in chunks of about this many context characters, streamed to disk "
                         "(bounds memory; default: the config's inference.chunk_chars)")
 

@@ -134,6 +134,13 @@ def test_the_leak_guard_stops_a_build(tiny_run, tmp_path):
     assert not (tmp_path / "bundle").exists()
 
 
+def test_a_kernel_setting_that_cannot_work_stops_the_build_before_it_starts(tiny_run, tmp_path):
+    with pytest.raises(InputError, match=r"features.doc_stride \(500\) must be >= 0 and below features.max_len"):
+        bundle.build_bundle([tiny_run], tmp_path / "bundle", options(kaggle_has=list(wheels.INFERENCE_PACKAGES),
+                                                                     overrides=["features.doc_stride=500"]))
+    assert not (tmp_path / "bundle").exists()
+
+
 def test_metadata_is_valid_by_our_rules(built_offline):
     built = built_offline
     for folder in (built / "datasets").iterdir():

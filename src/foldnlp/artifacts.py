@@ -74,11 +74,24 @@ class RunPaths:
         return sorted(int(name[len("fold"):]) for name in found if name[len("fold"):].isdigit())
 
     def folds_to_use(self, folds: list[int] | None = None) -> list[int]:
-        """The folds asked for, else every trained fold; InputError when that leaves none."""
-        folds = folds if folds is not None else self.trained_folds()
+        """The folds asked for, else every trained fold. InputError when that leaves none, when a fold is named
+        twice, or when a named fold has neither finished training nor a checkpoint (the run folder of a Kaggle
+        kernel holds checkpoints only), naming the folds there are."""
+        trained = self.trained_folds()
+        if folds is None:
+            folds = trained
         if not folds:
             raise InputError(f"{self.root} has no trained fold (no fold*/metrics.json): run train_fold.py first")
-        return folds
+        repeated = sorted({k for k in folds if list(folds).count(k) > 1})
+        if repeated:
+            raise InputError(f"--folds {' '.join(map(str, folds))}: fold(s) {', '.join(map(str, repeated))} named "
+                             "more than once (each fold counts once in a blend)")
+        missing = [k for k in folds if k not in trained and not recover_dir(self.model_dir(k)).is_dir()]
+        if missing:
+            names, have = ", ".join(map(str, missing)), ", ".join(map(str, trained)) or "none"
+            raise InputError(f"{self.root} has no fold {names} (trained folds: {have}): pass --folds with trained "
+                             f"ones, or train it first (train_fold.py --fold {missing[0]})")
+        return list(folds)
 
 
 # What save_checkpoint writes; a folder missing any of them was copied or written incompletely.

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from foldnlp import progress
 from foldnlp.config import ExperimentConfig, load_config
 from foldnlp.errors import InputError
 
@@ -30,14 +31,30 @@ def user_path(text: str) -> Path:
     return Path(os.path.abspath(os.path.expanduser(text)))
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts that must be at least 1 (batch sizes, chunk sizes): refused with the usage line."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+PATHS_NOTE = "Relative paths, on the command line and in a config, are taken from the directory the command runs in."
+
+
 def parser(description: str, *, with_config: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=description, epilog=PATHS_NOTE, formatter_class=HelpFormatter)
     if with_config:
         p.add_argument("--config", type=user_path, default="configs/default.yaml",
                        help="experiment YAML file; its `name` decides the run folder outputs/<name>/")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, typed, e.g. --set train.lr=3e-5 (repeatable; unknown keys fail)")
-    p.add_argument("--quiet", action="store_true", help="only warnings and errors, no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="only warnings and errors, no progress (otherwise a bar in a terminal, a plain line at every "
+                        "tenth when the output is a file or a pipe)")
     return p
 
 
@@ -48,6 +65,8 @@ def config_from(args: argparse.Namespace) -> ExperimentConfig:
 def run(main: Callable[[argparse.Namespace], int], p: argparse.ArgumentParser, argv=None) -> int:
     """Parse argv, set up logging, run main(args); a user error is printed in one line and exits with status 2."""
     args = p.parse_args(argv)
+    if args.quiet or not progress.is_interactive():
+        progress.quiet_library_bars()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
     try:

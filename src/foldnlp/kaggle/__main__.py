@@ -11,7 +11,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, description: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=description, description=description, formatter_class=cli.HelpFormatter)
+        sub = commands.add_parser(name, help=description, description=description, epilog=cli.PATHS_NOTE,
+                                  formatter_class=cli.HelpFormatter)
         sub.add_argument("--quiet", action="store_true", help="only warnings and errors")
         return sub
 
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="dataset license name (datasets are created private)")
     b.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="autocast precision in the kernel (auto: fp16 on a GPU, bf16 on CPUs that have it)")
-    b.add_argument("--batch-size", type=int, help="windows per forward pass (default: each run's config)")
+    b.add_argument("--batch-size", type=cli.positive_int, help="windows per forward pass (default: each run's config)")
     b.add_argument("--weights", type=float, nargs="+", help="blend weight per experiment (default: equal)")
     features(b)
 
