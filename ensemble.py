@@ -15,12 +15,15 @@ def main(argv=None) -> int:
                         "made from --test-csv (same content, checked by sha256); RUN@KEY takes RUN/test/KEY/ instead, "
                         "so `outputs/a outputs/a@KEY` blends two inference settings of one run")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per member (default: equal)")
-    p.add_argument("--test-csv", help="the test file the submission is for; every member's test outputs must be made "
-                                      "from it (default: the first experiment's data.test_csv)")
-    p.add_argument("--sample-submission", help="default: sample_submission.csv beside the test CSV")
-    p.add_argument("--out", help="where to write the submission (default: submission.csv beside the first "
-                                 "experiment's folder, i.e. in its output_dir: outputs/submission.csv for "
-                                 "outputs/default); QA also writes <out stem>.nbest.csv")
+    p.add_argument("--test-csv", type=cli.user_path,
+                   help="the test file the submission is for; every member's test outputs must be made from it "
+                        "(default: the first experiment's data.test_csv)")
+    p.add_argument("--sample-submission", type=cli.user_path,
+                   help="default: sample_submission.csv beside the test CSV")
+    p.add_argument("--out", type=cli.user_path,
+                   help="where to write the submission (default: submission.csv beside the first experiment's "
+                        "folder, i.e. in its output_dir: outputs/submission.csv for outputs/default); QA also writes "
+                        "<out stem>.nbest.csv")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the first experiment's saved config for this blend: its task's "
                         "decoding settings (e.g. --set qa.decode.max_answer_chars=60) or the data it reads (data.*, "

@@ -1,7 +1,6 @@
 """Predict the test set with every trained fold of an experiment; writes per-fold scores and predictions."""
 
 import sys
-from pathlib import Path
 
 from foldnlp import cli
 
@@ -14,16 +13,17 @@ def main(argv=None) -> int:
         "earlier outputs, and ensemble.py blends the most recent ones made from its test file. Window settings "
         "default to those the folds were trained with; --set changes the folds' saved configs for inference (and, "
         "without --run-dir, the config whose output_dir and name find the run folder).")
-    p.add_argument("--run-dir", type=Path,
+    p.add_argument("--run-dir", type=cli.user_path,
                    help="the trained run folder to predict with (default: <output_dir>/<name> of --config, which "
                         "is then not read)")
-    p.add_argument("--out-dir", type=Path,
+    p.add_argument("--out-dir", type=cli.user_path,
                    help="write the test outputs to OUT_DIR/test/<key>/ instead of into the run folder (someone "
                         "else's run, a read-only copy); OUT_DIR/run.json records the run folder, and "
                         "`ensemble.py --experiments OUT_DIR` blends them")
-    p.add_argument("--test-csv", help="test file (QA: a CSV of id, context, question, language); default: the "
-                                      "config's data.test_csv")
-    p.add_argument("--sample-submission", help="default: sample_submission.csv beside the test CSV")
+    p.add_argument("--test-csv", type=cli.user_path,
+                   help="test file (QA: a CSV of id, context, question, language); default: the config's data.test_csv")
+    p.add_argument("--sample-submission", type=cli.user_path,
+                   help="default: sample_submission.csv beside the test CSV")
     p.add_argument("--folds", type=int, nargs="+", help="folds to run (default: every trained fold)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
                    help="autocast precision (default: the config's inference.precision; auto = fp16 on CUDA, "
@@ -33,8 +33,10 @@ def main(argv=None) -> int:
     p.add_argument("--max-len", type=int, help="tokens per window (features.max_len)")
     p.add_argument("--max-context-words", type=int,
                    help="QA: keep only the first N words of each context (the fold's qa.max_context_words)")
-    p.add_argument("--batch-size", type=int, help="windows per forward pass (does not change the scores)")
-    p.add_argument("--chunk-chars", type=int,
+    p.add_argument("--batch-size", type=cli.positive_int,
+                   help="windows per forward pass (default: the config's inference.batch_size; does not change the "
+                        "scores)")
+    p.add_argument("--chunk-chars", type=cli.positive_int,
                    help="predict the test set in chunks of about this many context characters, streamed to disk "
                         "(bounds memory, does not change the scores; default: the config's inference.chunk_chars)")
 

@@ -16,6 +16,7 @@ def main(argv=None) -> int:
                         "every evaluation); a finished fold is left as it is, a fold with no state starts afresh")
 
     def run(args) -> int:
+        from foldnlp.artifacts import RunPaths
         from foldnlp.errors import InputError
         from foldnlp.steps.train_fold import train_fold  # heavy imports after --help
 
@@ -24,9 +25,9 @@ def main(argv=None) -> int:
         if args.overwrite and args.resume:
             raise InputError("--overwrite and --resume contradict each other: pick one")
         metrics = train_fold(cfg, args.fold, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet)
-        metric = metrics["metric"]
+        metric, fold_dir = metrics["metric"], RunPaths.of(cfg.output_dir, cfg.name).fold_dir(args.fold)
         print(f"fold {args.fold}: best {metric} {metrics[metric]:.4f} at step {metrics['best_step']} "
-              f"({metrics['train_seconds']:.0f} s)")
+              f"({metrics['train_seconds']:.0f} s); outputs in {fold_dir}")
         return 0
 
     return cli.run(run, p, argv)

@@ -13,8 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
+from safetensors.torch import save_file
 
 from foldnlp import artifacts
+from foldnlp.scores import Scores
 from helpers import kill_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,3 +101,36 @@ def test_kill_during_saves_leaves_old_or_new_artifacts(tmp_path):
         cut_short += bool(leftovers)
     assert cut_short > 0, f"KILL_SEED={seed}"  # some kills did land inside a save
     assert len({v["model"] for v in seen}) > 1  # and in different rounds
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_artifacts_get_the_mode_the_umask_gives(tmp_path, umask):
+    """Temporaries are renamed into place with their mode, so it must be what open() and mkdir() would give the
+    target under the umask (0644 / 0755 with the usual 022), not mkstemp's owner-only 0600 / 0700, nor the 0600 of
+    the safetensors files a checkpoint's writer makes."""
+    out = tmp_path / "run"
+
+    def fill(tmp: Path) -> None:
+        save_file({"w": torch.zeros(2)}, str(tmp / "model.safetensors"))
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "config.json").write_text("{}")
+        (tmp / "run.sh").write_text("#!/bin/sh\n")
+        (tmp / "run.sh").chmod(0o700)
+
+    previous = os.umask(umask)
+    try:
+        artifacts.atomic_write_csv(out / "submission.csv", pd.DataFrame({"id": ["a"], "PredictionString": ["x"]}))
+        artifacts.atomic_write_json(out / "metrics.json", {"step": 1})
+        artifacts.atomic_write_text(out / "metrics.json", "{}\n")  # replacing a file gives the same mode
+        artifacts.save_scores(out / "scores.npz", Scores(np.array(["a"]), np.array([0, 2]),
+                                                         np.zeros((2, 2), np.float16), "char", ("start", "end")))
+        artifacts.atomic_write_dir(out / "model", fill)
+        artifacts.atomic_write_dir(out / "model", fill)  # swapped over an existing folder
+    finally:
+        os.umask(previous)
+    file_mode, dir_mode = 0o666 & ~umask, 0o777 & ~umask
+    modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in [out, *out.rglob("*")]}
+    assert modes == {"run": dir_mode, "run/submission.csv": file_mode, "run/metrics.json": file_mode,
+                     "run/scores.npz": file_mode, "run/model": dir_mode, "run/model/model.safetensors": file_mode,
+                     "run/model/sub": dir_mode, "run/model/sub/config.json": file_mode,
+                     "run/model/run.sh": 0o777 & ~umask}, oct(umask)

@@ -2,6 +2,7 @@
 (the session's shared trained run, see conftest.trained_run)."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -66,3 +67,20 @@ def test_bad_inputs_exit_with_status_2_and_name_the_problem(trained_run, tmp_pat
     assert code == 2 and "unknown key(s) learning_rate" in err
     code, _, err = run_cli("train_fold.py", "--fold", 7, *sets(trained_run.overrides))
     assert code == 2 and "--fold 7" in err
+
+
+def test_metrics_history_holds_what_learning_curves_need(trained_run):
+    """Each evaluation records the mean training loss since the previous one and the learning rate it ran at."""
+    cfg_lr, warmup = 1e-4, 0.1  # the tiny run's train.lr and train.warmup_ratio (config defaults)
+    for fold in (0, 1):
+        history = json.loads(artifacts.RunPaths(trained_run.root).metrics(fold).read_text())["history"]
+        total = history[-1]["step"]
+        for entry in history:
+            assert set(entry) == {"step", "epoch", "jaccard", "train_loss", "lr", "elapsed_s"}
+            assert math.isfinite(entry["train_loss"]) and 0 < entry["train_loss"] < 20, entry
+            # linear warmup then linear decay to 0 at the last step: the rate the step at `step` ran at
+            warmup_steps = round(warmup * total)
+            expected = cfg_lr * (entry["step"] - 1) / warmup_steps if entry["step"] <= warmup_steps else \
+                cfg_lr * (total - entry["step"] + 1) / (total - warmup_steps)
+            assert math.isclose(entry["lr"], expected, rel_tol=1e-6), (entry, expected)
+        assert len({entry["train_loss"] for entry in history}) == len(history)  # one mean per stretch, not one value

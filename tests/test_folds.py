@@ -106,3 +106,57 @@ def test_fold_summary_counts_rows_groups_and_languages(frame):
     assert [row[0] for row in per_fold] == ["0", "1", "2", "3", "4"]
     assert sum(int(row[1]) for row in per_fold) == 120
     assert all(int(row[1]) == 3 * int(row[2]) == int(row[3]) + int(row[4]) for row in per_fold)
+
+
+def default_config(*overrides: str):
+    from foldnlp.config import load_config
+
+    return load_config(ROOT / "configs" / "default.yaml", [f"data.train_csv={ROOT / 'input' / 'train.csv'}",
+                                                           *overrides])
+
+
+def test_make_folds_on_the_bundled_data_leaves_the_committed_fold_file_byte_identical(tmp_path):
+    """What `bash run.sh` does on a fresh clone: make_folds over the committed fold file must succeed and write
+    the same bytes (every run of the main job and its CV are tied to them)."""
+    from foldnlp.steps.make_folds import make_folds
+
+    committed = ROOT / "folds" / "language-context-k3-seed42.csv"
+    (tmp_path / "folds").mkdir()
+    (tmp_path / "folds" / committed.name).write_bytes(committed.read_bytes())
+    path, _ = make_folds(default_config(f"folds.folds_dir={tmp_path / 'folds'}"))
+    assert path == tmp_path / "folds" / committed.name
+    assert path.read_bytes() == committed.read_bytes()
+
+
+def test_make_folds_refuses_to_replace_the_folds_of_other_data(tmp_path):
+    """A copied config pointed at another competition's train CSV, same fold settings, same fold file name."""
+    from foldnlp.steps.make_folds import make_folds
+    from helpers import run_cli
+
+    folds_dir = tmp_path / "folds"
+    path, _ = make_folds(default_config(f"folds.folds_dir={folds_dir}"))
+    original = path.read_bytes()
+    other = tmp_path / "other" / "train.csv"
+    other.parent.mkdir()
+    train = pd.read_csv(ROOT / "input" / "train.csv", dtype=str, keep_default_na=False)
+    train.iloc[:300].assign(id=lambda t: "new_" + t["id"]).to_csv(other, index=False)
+    with pytest.raises(InputError) as refused:
+        make_folds(default_config(f"folds.folds_dir={folds_dir}", f"data.train_csv={other}"))
+    message = str(refused.value)
+    assert message.startswith(f"{path} was made from other data than {other} (300 id(s) of {other} missing from")
+    assert "folds.folds_dir" in message and f"delete {path}" in message and "\n" not in message
+    assert path.read_bytes() == original
+    code, out, err = run_cli("make_folds.py", "--config", ROOT / "configs" / "default.yaml", "--set",
+                             f"folds.folds_dir={folds_dir}", "--set", f"data.train_csv={other}")
+    assert (code, out) == (2, "") and err.startswith("error: ") and err.count("\n") == 1
+    assert path.read_bytes() == original
+
+    # The way out the message names: the other data's folds in a folder of their own.
+    new_path, _ = make_folds(default_config(f"folds.folds_dir={tmp_path / 'folds-other'}", f"data.train_csv={other}"))
+    assert set(pd.read_csv(new_path, dtype=str)["id"]) == set("new_" + train["id"].iloc[:300])
+    # The first data again: the same file, byte for byte, and no refusal.
+    assert make_folds(default_config(f"folds.folds_dir={folds_dir}"))[0].read_bytes() == original
+
+    path.write_text("notes\nnot folds\n")
+    with pytest.raises(InputError, match=r"exists and is not a fold file \(no id column\); refusing to replace it"):
+        make_folds(default_config(f"folds.folds_dir={folds_dir}"))

@@ -7,6 +7,7 @@ so no package index is needed) for the layout, leak and metadata checks, and one
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -91,6 +92,15 @@ def test_bundle_layout_holds_only_what_the_kernel_needs(built_offline, tiny_run)
     assert kernel == ["foldnlp-tiny.py", "kernel-metadata.json"]
 
 
+def test_every_file_and_folder_of_the_bundle_has_the_mode_the_umask_gives(built_offline):
+    """Not the owner-only 0600 / 0700 of temporaries and safetensors: the bundle is uploaded, shared, copied."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for path in [built_offline, *built_offline.rglob("*")]:
+        want = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert path.stat().st_mode & 0o777 == want, (path, oct(path.stat().st_mode))
+
+
 @network
 def test_the_wheels_dataset_holds_the_inference_packages_only(built):
     wheel_names = {wheels.read_wheel(p).name for p in (built / "datasets" / "foldnlp-tiny-wheels").glob("*.whl")}
@@ -121,6 +131,13 @@ def test_the_leak_guard_stops_a_build(tiny_run, tmp_path):
             bundle.build_bundle([tiny_run], tmp_path / "bundle", options(kaggle_has=list(wheels.INFERENCE_PACKAGES)))
     finally:
         special.write_text(original)
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_a_kernel_setting_that_cannot_work_stops_the_build_before_it_starts(tiny_run, tmp_path):
+    with pytest.raises(InputError, match=r"features.doc_stride \(500\) must be >= 0 and below features.max_len"):
+        bundle.build_bundle([tiny_run], tmp_path / "bundle", options(kaggle_has=list(wheels.INFERENCE_PACKAGES),
+                                                                     overrides=["features.doc_stride=500"]))
     assert not (tmp_path / "bundle").exists()
 
 
@@ -388,3 +405,28 @@ def test_kernel_predicts_from_the_read_only_weights_and_blends_test_only(built_o
     (key,) = home.test_keys()
     record = json.loads(home.test_record(key).read_text())
     assert record["folds"] == [0, 1] and record["test_csv"]["path"] == str(competition / "test.csv")
+
+
+def test_local_run_takes_relative_paths_from_the_directory_it_runs_in(built_offline, tmp_path, monkeypatch):
+    """The README's `local-run --bundle kernels/check ...` with relative paths: the kernel runs in its working/
+    folder, so its script and the /kaggle/input stand-in must be named there by paths that still resolve."""
+    from foldnlp.kaggle import localrun
+
+    shutil.copytree(built_offline, tmp_path / "kernels" / "check")
+    (tmp_path / "data").mkdir()
+    shutil.copyfile(TEST_CSV, tmp_path / "data" / "test.csv")
+    shutil.copyfile(SAMPLE_CSV, tmp_path / "data" / "sample_submission.csv")
+    monkeypatch.chdir(tmp_path)
+    tree = localrun.make_kernel_tree(Path("kernels/check"), Path("data/test.csv"), Path("data/sample_submission.csv"),
+                                     Path("kaggle-local"))
+    env = localrun._kernel_env(tree.input_dir, tree.working)
+    command = tree.command(["unshare", "--net"])
+    monkeypatch.chdir(tree.working)  # what the kernel process sees
+    assert command[:2] == ["unshare", "--net"] and command[2] == str(tree.venv_python)
+    script = Path(command[-1])
+    assert script.is_file() and script.read_bytes() == (tmp_path / "kernels/check/kernel/foldnlp-tiny.py").read_bytes()
+    input_dir = Path(env["KAGGLE_INPUT_DIR"])
+    assert (input_dir / COMPETITION / "test.csv").read_bytes() == TEST_CSV.read_bytes()
+    for kind in ("code", "weights", "wheels"):
+        assert (input_dir / f"foldnlp-tiny-{kind}" / metadata.DATASET_METADATA).is_file(), kind
+    assert Path(env["KAGGLE_WORKING_DIR"]).resolve() == Path.cwd().resolve()

@@ -21,8 +21,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,11 +101,24 @@ class RunPaths:
         return sorted(int(name[len("fold"):]) for name in found if name[len("fold"):].isdigit())
 
     def folds_to_use(self, folds: list[int] | None = None) -> list[int]:
-        """The folds asked for, else every trained fold; InputError when that leaves none."""
-        folds = folds if folds is not None else self.trained_folds()
+        """The folds asked for, else every trained fold. InputError when that leaves none, when a fold is named
+        twice, or when a named fold has neither finished training nor a checkpoint (the run folder of a Kaggle
+        kernel holds checkpoints only), naming the folds there are."""
+        trained = self.trained_folds()
+        if folds is None:
+            folds = trained
         if not folds:
             raise InputError(f"{self.root} has no trained fold (no fold*/metrics.json): run train_fold.py first")
-        return folds
+        repeated = sorted({k for k in folds if list(folds).count(k) > 1})
+        if repeated:
+            raise InputError(f"--folds {' '.join(map(str, folds))}: fold(s) {', '.join(map(str, repeated))} named "
+                             "more than once (each fold counts once in a blend)")
+        missing = [k for k in folds if k not in trained and not recover_dir(self.model_dir(k)).is_dir()]
+        if missing:
+            names, have = ", ".join(map(str, missing)), ", ".join(map(str, trained)) or "none"
+            raise InputError(f"{self.root} has no fold {names} (trained folds: {have}): pass --folds with trained "
+                             f"ones, or train it first (train_fold.py --fold {missing[0]})")
+        return list(folds)
 
 
 # What save_checkpoint writes; a folder missing any of them was copied or written incompletely.
@@ -147,13 +161,26 @@ def fold_file(folds_dir: str | Path, scheme: str) -> Path:
     return Path(folds_dir) / f"{scheme}.csv"
 
 
-def _temp_sibling(path: Path) -> Path:
-    """A unique temporary name in the target's folder, so the final os.replace stays on one filesystem."""
+def _temp_sibling(path: Path, *, folder: bool = False) -> Path:
+    """A new, empty temporary file (or folder) in the target's folder, so the final os.replace stays on one
+    filesystem.
+
+    Created with mode 0666 (0777 for a folder) less the umask, as open() and mkdir() would create the target itself:
+    the rename keeps the temporary's mode, and tempfile.mkstemp/mkdtemp make owner-only (0600/0700) entries, which
+    would leave submissions, checkpoints and Kaggle bundles unreadable to anyone else.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            if folder:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:  # another writer drew the same name: draw again
+            continue
 
 
 def _remove_stale_temps(path: Path) -> None:
@@ -199,13 +226,11 @@ def atomic_write_dir(path: str | Path, fill) -> None:
     write and by every reader) renames back: readers see the old folder or the new one, never a half-written one.
     """
     path = recover_dir(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _temp_sibling(path, folder=True)
     old = _aside(path)
     try:
         fill(tmp)
-        _fsync_tree(tmp)
+        _settle_tree(tmp)
         if path.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
@@ -228,12 +253,35 @@ def _aside(path: Path) -> Path:
     return path.with_name(path.name + ".old")
 
 
-def _fsync_tree(folder: Path) -> None:
-    """Flush every file of a freshly written folder, so a power cut after the rename cannot leave empty files."""
-    for file in folder.rglob("*"):
-        if file.is_file():
-            with open(file, "rb") as handle:
+def _settle_tree(folder: Path) -> None:
+    """Before a freshly written folder is renamed into place: give every entry the mode open() and mkdir() give
+    under the umask (some writers, safetensors among them, create owner-only 0600 files, and the rename would carry
+    that into the artifact), and flush every file, so a power cut after the rename cannot leave empty files."""
+    mask = _umask()
+    for entry in [folder, *folder.rglob("*")]:
+        if entry.is_symlink():
+            continue
+        mode = entry.stat().st_mode
+        if stat.S_ISDIR(mode):
+            wanted = 0o777 & ~mask
+        elif stat.S_ISREG(mode):
+            wanted = (0o777 if mode & stat.S_IXUSR else 0o666) & ~mask  # an executable stays executable
+            with open(entry, "rb") as handle:
                 os.fsync(handle.fileno())
+        else:
+            continue
+        if stat.S_IMODE(mode) != wanted:
+            try:
+                entry.chmod(wanted)
+            except PermissionError:  # a file hard-linked from another owner's run folder keeps its owner's mode
+                pass
+
+
+def _umask() -> int:
+    """The process's umask; os.umask can only read it by setting it, so it is set back at once."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def remove_dir(path: str | Path) -> None:

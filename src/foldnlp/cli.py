@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from foldnlp import progress
 from foldnlp.config import ExperimentConfig, load_config
 from foldnlp.errors import InputError
 
@@ -20,15 +23,39 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def user_path(text: str) -> Path:
+    """argparse type of every path flag: the path resolved against the directory the command was run in, once,
+    when the command line is read. A relative path kept as it is would change meaning in any code that runs with
+    another working directory (the local Kaggle kernel runs in its working/ folder). Paths inside a config file are
+    not touched: the config (and its provenance hash) must mean the same on every machine and checkout."""
+    return Path(os.path.abspath(os.path.expanduser(text)))
+
+
+def positive_int(text: str) -> int:
+    """argparse type of counts that must be at least 1 (batch sizes, chunk sizes): refused with the usage line."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+PATHS_NOTE = "Relative paths, on the command line and in a config, are taken from the directory the command runs in."
+
+
 def parser(description: str, *, with_config: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    p = argparse.ArgumentParser(description=description, epilog=PATHS_NOTE, formatter_class=HelpFormatter)
     if with_config:
-        p.add_argument("--config", default="configs/default.yaml",
+        p.add_argument("--config", type=user_path, default="configs/default.yaml",
                        help="experiment YAML file; its output_dir and name decide the run folder "
                             "<output_dir>/<name>/ (output_dir defaults to outputs)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, typed, e.g. --set train.lr=3e-5 (repeatable; unknown keys fail)")
-    p.add_argument("--quiet", action="store_true", help="only warnings and errors, no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="only warnings and errors, no progress (otherwise a bar in a terminal, a plain line at every "
+                        "tenth when the output is a file or a pipe)")
     return p
 
 
@@ -39,6 +66,8 @@ def config_from(args: argparse.Namespace) -> ExperimentConfig:
 def run(main: Callable[[argparse.Namespace], int], p: argparse.ArgumentParser, argv=None) -> int:
     """Parse argv, set up logging, run main(args); a user error is printed in one line and exits with status 2."""
     args = p.parse_args(argv)
+    if args.quiet or not progress.is_interactive():
+        progress.quiet_library_bars()
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
     try:

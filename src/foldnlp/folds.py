@@ -54,8 +54,8 @@ def read_folds(path, ids) -> pd.Series:
                          f"{bad.sum()} row(s): {format_rows(row_labels(table, np.flatnonzero(bad)))}")
     differences = describe_id_differences(ids, table["id"], "the data", str(path))
     if differences:
-        raise InputError(f"{path}: fold file does not match the data ({differences}); "
-                         "regenerate it for this data set")
+        raise InputError(f"{path}: fold file does not match the data ({differences}); make folds for this data "
+                         "with make_folds.py in another folds.folds_dir (or delete this file first if nothing uses it)")
     folds = pd.Series(table["fold"].str.strip().astype("int64").to_numpy(), index=table["id"].to_numpy(), name="fold")
     return folds.reindex(list(ids)).rename_axis("id")
 

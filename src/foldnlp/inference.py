@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from foldnlp.batching import pad_batch
 from foldnlp.precision import autocast
+from foldnlp.progress import Progress
 
 TOKEN, WINDOW = "token", "window"  # what an output has one row of: each token of the window, or the window
 
@@ -31,7 +31,8 @@ def predict(model, input_ids: list[np.ndarray], *, pad_id: int, batch_size: int,
     device = next(model.parameters()).device
     lengths = np.array([len(ids) for ids in input_ids], dtype=np.int64)
     results: dict[str, list] = {name: [None] * len(input_ids) for name in outputs}
-    bar = tqdm(total=len(input_ids), desc=desc, unit="win", disable=not progress, leave=False)
+    # Transient: the caller's own progress (training steps, test chunks) is what a log should show.
+    bar = Progress(len(input_ids), desc, "win", enabled=progress, transient=True)
     for batch_idx in length_sorted_batches(lengths, batch_size):
         batch = {k: v.to(device) for k, v in pad_batch([input_ids[i] for i in batch_idx], pad_id).items()}
         with autocast(precision, device):

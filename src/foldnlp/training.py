@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from foldnlp.batching import TrainingSet, collate, epoch_batches
 from foldnlp.config import TrainConfig
 from foldnlp.precision import resolve_precision
+from foldnlp.progress import Progress, write
 from foldnlp.training_state import LoopPosition, load_state, save_state
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
         accelerator.wait_for_everyone()
 
     show = progress and accelerator.is_local_main_process
-    bar = tqdm(total=total_steps, initial=at.step, desc="train", unit="step", disable=not show)
+    bar = Progress(total_steps, "train", "step", enabled=show, initial=at.step)
     model.train()
     while at.step < total_steps and not at.stopped_early:
         if at.epoch_rng is None:
@@ -128,20 +128,22 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
         batches = epoch_batches(data, cfg.batch_size, rng)[accelerator.process_index :: accelerator.num_processes]
         for batch_idx in batches[at.batches_done :]:
             batch = {k: v.to(accelerator.device) for k, v in collate(data, batch_idx, pad_id).items()}
-            loss = _train_batch(model, optimizer, accelerator, batch, loss_fn, cfg.max_grad_norm)
+            loss = _train_batch(model, optimizer, accelerator, batch, loss_fn, cfg.max_grad_norm).item()
             at.batches_done += 1
+            at.loss_sum, at.loss_batches = at.loss_sum + loss, at.loss_batches + 1
             if not accelerator.sync_gradients:
                 continue
+            lr = backbone_lr(optimizer, cfg)  # the rate this step was taken with, before the schedule moves on
             scheduler.step()
             at.step += 1
-            at.loss_avg = loss.item() if at.loss_avg is None else 0.9 * at.loss_avg + 0.1 * loss.item()
+            at.loss_avg = loss if at.loss_avg is None else 0.9 * at.loss_avg + 0.1 * loss
             bar.update(1)
-            bar.set_postfix(loss=f"{at.loss_avg:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            log_metrics({"train/loss": at.loss_avg, "train/lr": scheduler.get_last_lr()[0]}, at.step)
+            bar.set_postfix(loss=f"{at.loss_avg:.3f}", lr=f"{lr:.2e}")
+            log_metrics({"train/loss": at.loss_avg, "train/lr": lr}, at.step)
             due = at.step % eval_every == 0 and at.step >= cfg.eval_start_epoch * steps_per_epoch
             if due or at.step == total_steps:
                 evaluation = _evaluate_and_keep(accelerator.unwrap_model(model), evaluate, save_best, at,
-                                                steps_per_epoch, metric_name, higher_is_better,
+                                                steps_per_epoch, metric_name, higher_is_better, lr,
                                                 at.elapsed_s + time.perf_counter() - started, log_metrics)
                 if evaluation is not None:
                     best_payload = evaluation.payload
@@ -174,20 +176,35 @@ def _train_batch(model, optimizer, accelerator: Accelerator, batch: dict, loss_f
     return loss
 
 
+def backbone_lr(optimizer, cfg: TrainConfig) -> float:
+    """The backbone's learning rate now. Every parameter group follows the one schedule, so it is train.lr times
+    the schedule's factor, read off any group that started above zero (the head's group runs at head_lr)."""
+    for group in optimizer.param_groups:
+        if group.get("initial_lr"):
+            return cfg.lr * group["lr"] / group["initial_lr"]
+    return 0.0
+
+
 def _evaluate_and_keep(model, evaluate, save_best, at: LoopPosition, steps_per_epoch: int, metric_name: str,
-                       higher_is_better: bool, elapsed_s: float, log_metrics) -> Evaluation | None:
-    """Evaluate, save on a new best, log the outcome and update `at`; returns the evaluation if it is a new best."""
+                       higher_is_better: bool, lr: float, elapsed_s: float, log_metrics) -> Evaluation | None:
+    """Evaluate, save on a new best, log the outcome and update `at`; returns the evaluation if it is a new best.
+
+    The history entry holds, besides the score, what a learning curve needs: the mean training loss over the
+    batches since the previous evaluation and the backbone's learning rate of the step just taken."""
     evaluation = evaluate(model)
     score, epoch = evaluation.score, at.step / steps_per_epoch
-    at.history.append({"step": at.step, "epoch": round(epoch, 3), metric_name: score, "elapsed_s": round(elapsed_s, 1)})
+    train_loss = at.loss_sum / at.loss_batches if at.loss_batches else None
+    at.loss_sum, at.loss_batches = 0.0, 0
+    at.history.append({"step": at.step, "epoch": round(epoch, 3), metric_name: score, "train_loss": train_loss,
+                       "lr": lr, "elapsed_s": round(elapsed_s, 1)})
     log_metrics({f"valid/{metric_name}": score, "epoch": epoch}, at.step)
     improved = at.best_score is None or (score > at.best_score if higher_is_better else score < at.best_score)
     if improved:
         previous = "" if at.best_score is None else f"{at.best_score:.4f} → "
         save_best(model, evaluation)
         at.best_score, at.best_step, at.since_best = score, at.step, 0
-        tqdm.write(f"step {at.step} (epoch {epoch:.2f}): {metric_name} {previous}{score:.4f} (best), saved")
+        write(f"step {at.step} (epoch {epoch:.2f}): {metric_name} {previous}{score:.4f} (best), saved")
         return evaluation
     at.since_best += 1
-    tqdm.write(f"step {at.step} (epoch {epoch:.2f}): {metric_name} {score:.4f} (best {at.best_score:.4f}), not saved")
+    write(f"step {at.step} (epoch {epoch:.2f}): {metric_name} {score:.4f} (best {at.best_score:.4f}), not saved")
     return None

@@ -6,6 +6,7 @@ A state folder holds everything needed to continue a killed run as if it had nev
     optimizer.safetensors  the optimizer's per-parameter tensors (AdamW moments and step counts)
     rng.safetensors        torch's CPU (and CUDA) random generator states
     state.json             step, data-order position, best score, early-stopping counter, evaluation history,
+                           the training loss summed since the last evaluation,
                            optimizer hyper-parameters, scheduler and grad-scaler states, python and numpy RNG
                            states, and the provenance (config and data hashes) of the run it belongs to
 
@@ -38,6 +39,10 @@ class LoopPosition:
     batches_done: int = 0  # batches of that epoch this process has consumed
     epoch_rng: dict | None = None  # data-order generator state *before* this epoch's batches were drawn
     loss_avg: float | None = None  # running loss shown in the progress bar
+    # Batch losses since the last evaluation, whose mean is that evaluation's train_loss in the history. Saved with
+    # the state, so that a resumed run's history is the uninterrupted run's.
+    loss_sum: float = 0.0
+    loss_batches: int = 0
     since_best: int = 0  # evaluations since the last new best (early stopping)
     best_score: float | None = None
     best_step: int = 0

@@ -2,7 +2,6 @@
 
 import argparse
 import sys
-from pathlib import Path
 
 from foldnlp import cli
 
@@ -12,7 +11,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, description: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=description, description=description, formatter_class=cli.HelpFormatter)
+        sub = commands.add_parser(name, help=description, description=description, epilog=cli.PATHS_NOTE,
+                                  formatter_class=cli.HelpFormatter)
         sub.add_argument("--quiet", action="store_true", help="only warnings and errors")
         return sub
 
@@ -25,12 +25,12 @@ def _parser() -> argparse.ArgumentParser:
 
     b = command("build", "Write the code, weights and wheels datasets and the kernel to --out, and print how to push "
                          "them.")
-    b.add_argument("--experiments", nargs="+", type=Path, required=True,
+    b.add_argument("--experiments", nargs="+", type=cli.user_path, required=True,
                    help="run folders (outputs/<experiment>) whose trained folds are blended")
     b.add_argument("--competition", required=True, help="competition slug, as in its URL")
     b.add_argument("--user", required=True, help="your Kaggle username: owner of the datasets and the kernel")
     b.add_argument("--name", help="kernel slug and dataset prefix (default: foldnlp-<experiment names>)")
-    b.add_argument("--out", type=Path,
+    b.add_argument("--out", type=cli.user_path,
                    help="bundle folder (default: kernels/<name>): new, empty, or an earlier bundle (replaced whole)")
     b.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=True,
                    help="run the kernel on a GPU (fp16 autocast); --no-gpu for a CPU session")
@@ -38,23 +38,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="packages the Kaggle image already has: no wheels are shipped for them or for what only "
                         "they need (default: torch with --gpu, since the image's CUDA build must stay; none "
                         "with --no-gpu)")
-    b.add_argument("--requirements", type=Path, default=Path("requirements.txt"),
+    b.add_argument("--requirements", type=cli.user_path, default="requirements.txt",
                    help="pinned requirements; the inference packages among them are shipped")
     b.add_argument("--python-version", default="3.11", help="Python of the Kaggle image (wheels are built for it)")
     b.add_argument("--license", dest="license_name", default="CC0-1.0",
                    help="dataset license name (datasets are created private)")
     b.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="autocast precision in the kernel (auto: fp16 on a GPU, bf16 on CPUs that have it)")
-    b.add_argument("--batch-size", type=int, help="windows per forward pass (default: each run's config)")
+    b.add_argument("--batch-size", type=cli.positive_int, help="windows per forward pass (default: each run's config)")
     b.add_argument("--weights", type=float, nargs="+", help="blend weight per experiment (default: equal)")
     features(b)
 
     r = command("local-run", "Run a built kernel here with no network, in a fresh virtual environment that installs "
                              "only from the bundle's datasets, on a /kaggle-like tree under --workdir.")
-    r.add_argument("--bundle", type=Path, required=True, help="the folder `build` wrote (kernels/<name>)")
-    r.add_argument("--test-csv", type=Path, required=True, help="stands in for the competition's test.csv")
-    r.add_argument("--sample-submission", type=Path, help="default: sample_submission.csv beside the test CSV")
-    r.add_argument("--workdir", type=Path, required=True,
+    r.add_argument("--bundle", type=cli.user_path, required=True, help="the folder `build` wrote (kernels/<name>)")
+    r.add_argument("--test-csv", type=cli.user_path, required=True, help="stands in for the competition's test.csv")
+    r.add_argument("--sample-submission", type=cli.user_path, help="default: sample_submission.csv beside the test CSV")
+    r.add_argument("--workdir", type=cli.user_path, required=True,
                    help="scratch folder for input/, working/, venv/: new, empty, or one an earlier local run made "
                         "(it is replaced)")
     r.add_argument("--python", default=sys.executable,
@@ -62,8 +62,9 @@ def _parser() -> argparse.ArgumentParser:
 
     g = command("budget", "Estimate the kernel's inference time per experiment and in total against the time limit, "
                           "and the doc stride / context truncation that would fit.")
-    g.add_argument("--experiments", nargs="+", type=Path, required=True, help="run folders (outputs/<experiment>)")
-    g.add_argument("--test-csv", type=Path, required=True, help="test CSV to count windows on")
+    g.add_argument("--experiments", nargs="+", type=cli.user_path, required=True,
+                   help="run folders (outputs/<experiment>)")
+    g.add_argument("--test-csv", type=cli.user_path, required=True, help="test CSV to count windows on")
     g.add_argument("--device", default="cpu", choices=["cpu", "t4", "p100", "a100"],
                    help="cpu: measured on this machine; a GPU: scaled from an assumed throughput (printed)")
     g.add_argument("--limit-hours", type=float, default=9.0, help="the competition's kernel time limit")
@@ -99,7 +100,7 @@ def _build(args, overrides: list[str]) -> int:
     from foldnlp.kaggle.bundle import Options, build_bundle, default_name, image_packages
 
     name = args.name or default_name(args.experiments)
-    out = args.out or Path("kernels") / name
+    out = args.out or cli.user_path(f"kernels/{name}")
     options = Options(competition=args.competition, user=args.user, name=name, gpu=args.gpu, kaggle_has=args.kaggle_has,
                       requirements=args.requirements, python_version=args.python_version,
                       license_name=args.license_name, precision=args.precision, batch_size=args.batch_size,

@@ -81,6 +81,9 @@ def build_bundle(experiments: list[Path], out: Path, options: Options) -> list[D
         raise InputError(f"--out {out} exists and is not a bundle (no kernel/{metadata.KERNEL_METADATA}); the bundle "
                          "replaces its folder whole, so choose a new, empty or earlier bundle folder")
     runs = _open_runs(experiments)
+    for run in runs:  # the kernel applies the overrides to every fold: a bad --doc-stride fails here, not on Kaggle
+        for fold in run.folds:
+            run.fold_config(fold, options.overrides)
     if options.blend_weights is not None and len(options.blend_weights) != len(runs):
         raise InputError(f"--weights: {len(options.blend_weights)} weights for {len(runs)} experiments")
     pins = wheels.read_pins(options.requirements)

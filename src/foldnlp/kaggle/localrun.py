@@ -55,8 +55,49 @@ class LocalRun:
     log: str  # the kernel's output (stdout and stderr, interleaved)
 
 
+@dataclass(frozen=True)
+class KernelTree:
+    """The /kaggle-like tree of a local run. Every path is absolute: the kernel runs with working/ as its working
+    directory, where a path relative to the caller's would name another file."""
+
+    workdir: Path
+    input_dir: Path  # KAGGLE_INPUT_DIR: the competition folder and links to the bundle's datasets
+    working: Path  # KAGGLE_WORKING_DIR and the kernel's working directory
+    script: Path  # the bundle's kernel script
+
+    @property
+    def venv_python(self) -> Path:
+        return self.workdir / "venv" / "bin" / "python"
+
+    def command(self, prefix: list[str]) -> list[str]:
+        """The kernel's command line, run in self.working (prefix: the network isolation)."""
+        return [*prefix, str(self.venv_python), str(self.script)]
+
+
 def run_kernel_locally(bundle: Path, test_csv: Path, sample_csv: Path, workdir: Path, *,
                        python: str = sys.executable, timeout: float | None = None) -> LocalRun:
+    tree = make_kernel_tree(bundle, test_csv, sample_csv, workdir)
+    subprocess.run([python, "-m", "venv", str(tree.venv_python.parent.parent)], check=True)
+    env = _kernel_env(tree.input_dir, tree.working)
+    prefix, isolation = _isolation(tree.workdir, env)
+    probe = subprocess.run([*prefix, str(tree.venv_python), "-c", _PROBE], env=env, capture_output=True,
+                           text=True).stdout.strip()
+    if not probe.startswith("blocked"):
+        raise RuntimeError(f"the network is still reachable under {isolation}: {probe}")
+    started = time.perf_counter()
+    result = subprocess.run(tree.command(prefix), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, timeout=timeout, cwd=tree.working)
+    seconds = time.perf_counter() - started
+    log = result.stdout
+    if result.returncode != 0:
+        raise InputError(f"the kernel failed (exit {result.returncode}) under {isolation}:\n{log[-4000:]}")
+    return LocalRun(tree.working / "submission.csv", isolation, probe, seconds, log)
+
+
+def make_kernel_tree(bundle: Path, test_csv: Path, sample_csv: Path, workdir: Path) -> KernelTree:
+    """Check the bundle and build <workdir>/input and <workdir>/working (replacing an earlier local run's tree);
+    relative paths are taken from the current directory."""
+    bundle, test_csv, sample_csv, workdir = (Path(os.path.abspath(p)) for p in (bundle, test_csv, sample_csv, workdir))
     kernel_dir = bundle / "kernel"
     meta_file = kernel_dir / metadata.KERNEL_METADATA
     if not meta_file.is_file():
@@ -81,23 +122,11 @@ def run_kernel_locally(bundle: Path, test_csv: Path, sample_csv: Path, workdir: 
         slug = source.partition("/")[2]
         (input_dir / slug).symlink_to((bundle / "datasets" / slug).resolve(), target_is_directory=True)
     working.mkdir()
-    venv = workdir / "venv"
-    subprocess.run([python, "-m", "venv", str(venv)], check=True)
-    env = _kernel_env(input_dir, working)
-    prefix, isolation = _isolation(workdir, env)
-    probe = subprocess.run([*prefix, str(venv / "bin" / "python"), "-c", _PROBE], env=env, capture_output=True,
-                           text=True).stdout.strip()
-    if not probe.startswith("blocked"):
-        raise RuntimeError(f"the network is still reachable under {isolation}: {probe}")
-    started = time.perf_counter()
-    result = subprocess.run([*prefix, str(venv / "bin" / "python"), str(kernel_dir / meta["code_file"])],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                            cwd=working)
-    seconds = time.perf_counter() - started
-    log = result.stdout
-    if result.returncode != 0:
-        raise InputError(f"the kernel failed (exit {result.returncode}) under {isolation}:\n{log[-4000:]}")
-    return LocalRun(working / "submission.csv", isolation, probe, seconds, log)
+    script = kernel_dir / meta["code_file"]
+    if not script.is_file():
+        raise InputError(f"--bundle {bundle}: no kernel/{meta['code_file']}, the code_file of its "
+                         f"{metadata.KERNEL_METADATA} (build the bundle again)")
+    return KernelTree(workdir, input_dir, working, script)
 
 
 def _kernel_env(input_dir: Path, working: Path) -> dict[str, str]:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 import foldnlp
 from foldnlp import artifacts, test_outputs
@@ -19,6 +18,7 @@ from foldnlp.errors import InputError
 from foldnlp.inference import predict
 from foldnlp.modeling import load_tokenizer
 from foldnlp.precision import resolve_precision
+from foldnlp.progress import Progress
 from foldnlp.runs import load_run_config, open_run
 from foldnlp.tasks import get_task
 from foldnlp.test_outputs import Record
@@ -31,13 +31,14 @@ def sample_submission_path(test_csv: str | Path, configured: str | None) -> Path
     return Path(configured) if configured else Path(test_csv).with_name("sample_submission.csv")
 
 
-def test_paths(cfg: ExperimentConfig, test_csv: str | None, sample_csv: str | None) -> tuple[str, Path]:
+def test_paths(cfg: ExperimentConfig, test_csv: str | Path | None,
+               sample_csv: str | Path | None) -> tuple[str | Path, Path]:
     """(test file, sample submission): the ones given, else the config's."""
     test_csv = test_csv or cfg.data.test_csv
     return test_csv, Path(sample_csv or sample_submission_path(test_csv, cfg.data.sample_submission_csv))
 
 
-def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | None, sample_csv: str | None,
+def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | Path | None, sample_csv: str | Path | None,
           overrides: list[str] = (), batch_size: int | None = None, precision: str | None = None,
           chunk_chars: int | None = None, progress: bool = True, out_dir: Path | None = None) -> Record:
     """Predict the test set with each fold's best checkpoint of the run in run_dir; returns the settings record of
@@ -70,19 +71,25 @@ def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | None, sampl
         {"batch_size": batch_size, "chunk_chars": chunk_chars, "device": device.type,
          "foldnlp": foldnlp.__version__})
     key = settings["key"]
-    # One chunk (the usual test set) is tokenized once for all folds that share tokenizer and settings.
-    windows_cache: dict[str, object] = {}
+    # Every fold's checkpoint and settings (with the overrides) are checked on the whole test set before any model
+    # is loaded or any bar drawn: a --doc-stride that cannot work fails at once, not after some folds (or chunks).
+    prepared = []
     for fold in run.folds:
         model_dir = run.model_dir(fold)
         fold_cfg = run.fold_config(fold, overrides)
         task = get_task(fold_cfg)
-        chunks = chunk_rows(np.array([len(t) for t in task.texts(test)]), chunk_chars)
         tokenizer = load_tokenizer(str(model_dir))
+        task.check_windows(tokenizer, test)
+        prepared.append((fold, model_dir, fold_cfg, task, tokenizer))
+    # One chunk (the usual test set) is tokenized once for all folds that share tokenizer and settings.
+    windows_cache: dict[str, object] = {}
+    for fold, model_dir, fold_cfg, task, tokenizer in prepared:
+        chunks = chunk_rows(np.array([len(t) for t in task.texts(test)]), chunk_chars)
         model = task.load_model(str(model_dir)).to(device)
         windows_key = _windows_key(model_dir, fold_cfg)
 
         predictions, n_windows, seconds = [], 0, 0.0
-        bar = tqdm(total=len(test), desc=f"fold {fold}", unit="ex", disable=not progress)
+        bar = Progress(len(test), f"fold {fold}", "example", enabled=progress)
         with artifacts.ScoresWriter(home.test_scores(key, fold), test["id"], task.score_rows(test), task.unit,
                                     task.channels) as writer:
             for rows in chunks:

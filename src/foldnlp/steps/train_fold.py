@@ -52,21 +52,24 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
             return finished
         raise InputError(f"fold {fold} of {paths.root} already finished ({paths.metrics(fold)}); "
                          "pass --overwrite to train it again")
+    train, valid = split_fold(cfg, task, fold, fold_path)
+    extra = task.extra_training_examples(set(valid["id"]))
+    if extra is not None:
+        train = pd.concat([train, extra], ignore_index=True)
+    tokenizer = load_tokenizer(cfg.model.name_or_path)
+    # Settings that cannot cut these texts into windows fail here, before a saved state or a finished fold is
+    # discarded (--overwrite) and before any model is loaded or any bar drawn.
+    task.check_windows(tokenizer, pd.concat([train, valid], ignore_index=True))
     resume = _check_saved_state(paths, fold, provenance, overwrite=overwrite, resume=resume)
     check_same_experiment(paths, fold, provenance)
     if overwrite:  # the old fold's outputs must not outlive it half-replaced if this run is killed
         paths.metrics(fold).unlink(missing_ok=True)
         test_outputs.forget_fold(paths, fold)
-    train, valid = split_fold(cfg, task, fold, fold_path)
-    extra = task.extra_training_examples(set(valid["id"]))
-    if extra is not None:
-        train = pd.concat([train, extra], ignore_index=True)
     by = cfg.folds.stratify_by  # the mix of the stratification column shows what external data added
     mix = f" ({by}: {train[by].value_counts().to_dict()})" if by and by in train else ""
     log.info("fold %d: %d training rows%s, %d validation rows", fold, len(train), mix, len(valid))
 
     set_seed(seed)
-    tokenizer = load_tokenizer(cfg.model.name_or_path)
     train_windows = task.training_set(task.windows(tokenizer, train, with_targets=True))
     valid_windows = task.windows(tokenizer, valid, with_targets=False)
     model = task.load_model(cfg.model.name_or_path, cfg.model)
@@ -109,9 +112,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     artifacts.atomic_write_json(paths.metrics(fold), metrics)  # written last: marks the fold as finished
     artifacts.remove_dir(paths.training_state(fold))
     tracker.finish({f"best_{task.metric_name}": result.best_score, "best_step": result.best_step})
-    log.info("fold %d: best %s %.4f at step %d; outputs in %s", fold, task.metric_name, result.best_score,
-             result.best_step, paths.fold_dir(fold))
-    return metrics
+    return metrics  # the summary line is train_fold.py's to print, once
 
 
 def _check_saved_state(paths: artifacts.RunPaths, fold: int, provenance: dict, *, overwrite: bool,

@@ -99,6 +99,12 @@ class Task(abc.ABC):
     def windows(self, tokenizer, examples: pd.DataFrame, *, with_targets: bool) -> Windows:
         """Tokenize examples into windows (features.max_len, features.doc_stride); with targets for training."""
 
+    def check_windows(self, tokenizer, examples: pd.DataFrame) -> None:
+        """Refuse (InputError) window settings that cannot cut these examples (QA: a doc stride the longest question
+        leaves no room for). train_fold and infer call it before any model is loaded or anything is deleted or
+        drawn, so that a bad setting fails at once, in one line. The default checks nothing beyond the config."""
+        return None
+
     @abc.abstractmethod
     def training_set(self, windows: Windows) -> TrainingSet:
         """The windows with their targets and per-window sampling chance."""

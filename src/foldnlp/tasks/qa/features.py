@@ -71,8 +71,7 @@ def build_features(tokenizer, questions, contexts, cfg: WindowSettings, answer_s
 
     `contexts` must already be truncated with truncate_context (offsets refer to the strings given here).
     """
-    questions = _truncate_questions(tokenizer, [q.strip() for q in questions], cfg.max_question_tokens)
-    _check_stride_fits(tokenizer, questions, cfg)
+    questions = check_window_settings(tokenizer, questions, cfg)
     enc = tokenizer(
         questions, list(contexts), truncation="only_second", max_length=cfg.max_len, stride=cfg.doc_stride,
         return_overflowing_tokens=True, return_offsets_mapping=True, padding=False,
@@ -95,6 +94,14 @@ def build_features(tokenizer, questions, contexts, cfg: WindowSettings, answer_s
         features.start_positions = np.array([s for s, _ in labels], dtype=np.int64)
         features.end_positions = np.array([e for _, e in labels], dtype=np.int64)
     return features
+
+
+def check_window_settings(tokenizer, questions, cfg: WindowSettings) -> list[str]:
+    """The questions as windows hold them (stripped, cut to max_question_tokens), after checking that every window
+    still has room for more context tokens than the stride (InputError naming the settings otherwise)."""
+    questions = _truncate_questions(tokenizer, [q.strip() for q in questions], cfg.max_question_tokens)
+    _check_stride_fits(tokenizer, questions, cfg)
+    return questions
 
 
 def label_window(offsets: np.ndarray, answer_start: int, answer_end: int) -> tuple[int, int]:

@@ -20,7 +20,13 @@ from foldnlp.tasks.base import Task
 from foldnlp.tasks.qa.charscores import CHANNELS, UNIT, window_logits_to_char_scores
 from foldnlp.tasks.qa.data import read_answers_csv, read_qa_csv, read_sample_submission, read_squad_json
 from foldnlp.tasks.qa.decoding import decode_all, decode_best_span
-from foldnlp.tasks.qa.features import QAFeatures, WindowSettings, build_features, truncate_context
+from foldnlp.tasks.qa.features import (
+    QAFeatures,
+    WindowSettings,
+    build_features,
+    check_window_settings,
+    truncate_context,
+)
 from foldnlp.tasks.qa.metrics import jaccard_report, mean_jaccard
 from foldnlp.tasks.qa.postprocess import clean_answer
 
@@ -80,9 +86,15 @@ class QATask(Task):
         return examples["context"].tolist()
 
     # ---- windows and model ------------------------------------------------------------------------------------
+    def check_windows(self, tokenizer, examples: pd.DataFrame) -> None:
+        check_window_settings(tokenizer, list(examples["question"]), self._window_settings())
+
+    def _window_settings(self) -> WindowSettings:
+        return WindowSettings(self.cfg.features.max_len, self.cfg.features.doc_stride,
+                              self.settings.max_question_tokens)
+
     def windows(self, tokenizer, examples: pd.DataFrame, *, with_targets: bool) -> QAFeatures:
-        cfg = WindowSettings(self.cfg.features.max_len, self.cfg.features.doc_stride,
-                             self.settings.max_question_tokens)
+        cfg = self._window_settings()
         contexts = [truncate_context(c, self.settings.max_context_words) for c in examples["context"]]
         if not with_targets:
             return build_features(tokenizer, list(examples["question"]), contexts, cfg)
