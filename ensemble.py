@@ -9,11 +9,12 @@ from foldnlp import cli
 def main(argv=None) -> int:
     p = cli.parser(__doc__ + " There is no --config: a blend reads each run folder's own saved config.yaml (the "
                              "first one's task decodes the blend), which --set changes.", with_config=False)
-    p.add_argument("--experiments", nargs="+", default=["outputs/default"], metavar="RUN[@KEY]",
+    p.add_argument("--experiments", nargs="+", type=cli.user_path, metavar="RUN[@KEY]",
                    help="members to blend: run folders (outputs/<experiment>) or folders written by infer.py "
                         "--out-dir; each one's folds are averaged first. Each blends its most recent test outputs "
                         "made from --test-csv (same content, checked by sha256); RUN@KEY takes RUN/test/KEY/ instead, "
-                        "so `outputs/a outputs/a@KEY` blends two inference settings of one run")
+                        "so `outputs/a outputs/a@KEY` blends two inference settings of one run "
+                        "(default: outputs/default)")
     p.add_argument("--weights", type=float, nargs="+", help="one weight per member (default: equal)")
     p.add_argument("--test-csv", type=cli.user_path,
                    help="the test file the submission is for; every member's test outputs must be made from it "
@@ -51,8 +52,9 @@ def main(argv=None) -> int:
         flags = [f"qa.decode.{key}={value}" for key, value in (("max_answer_chars", args.max_answer_chars),
                                                                ("max_answer_words", args.max_answer_words),
                                                                ("n_best", args.n_best)) if value is not None]
-        out = Path(args.out) if args.out else default_out(args.experiments[0])
-        report = ensemble(args.experiments, weights=args.weights, test_csv=args.test_csv,
+        experiments = args.experiments or [cli.user_path("outputs/default")]
+        out = Path(args.out) if args.out else default_out(experiments[0])
+        report = ensemble(experiments, weights=args.weights, test_csv=args.test_csv,
                           sample_csv=args.sample_submission, out=out, overrides=args.overrides + flags,
                           score_oof=not args.no_cv, allow_mixed_folds=args.allow_mixed_folds)
         print(report)

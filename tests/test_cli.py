@@ -62,8 +62,11 @@ def test_every_path_flag_is_taken_from_the_directory_the_command_runs_in(command
 
 def test_path_defaults_are_taken_from_the_directory_the_command_runs_in(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = parsed_args("ensemble.py", [], monkeypatch)
-    assert args.out == Path.cwd() / "outputs" / "submission.csv"
+    from foldnlp.steps.ensemble import default_out
+
+    args = parsed_args("ensemble.py", ["--experiments", "runs/x"], monkeypatch)
+    assert args.experiments == [Path.cwd() / "runs" / "x"] and args.out is None
+    assert default_out(args.experiments[0]) == Path.cwd() / "runs" / "submission.csv"  # --out's default
     assert parsed_args("train_fold.py", ["--fold", "0"], monkeypatch).config == Path.cwd() / "configs" / "default.yaml"
 
 
