@@ -261,6 +261,20 @@ def test_cli_help_and_a_bad_name_exits_with_status_2(tmp_path, capsys):
     assert code == 2 and "--name 'Bad Name'" in err and "Traceback" not in err
 
 
+def test_budget_and_build_take_set_beside_the_flags(monkeypatch, tmp_path, capsys):
+    from foldnlp.kaggle import __main__ as kaggle_cli
+    from foldnlp.kaggle import budget
+
+    seen = {}
+    monkeypatch.setattr(budget, "plan", lambda *a, **kw: seen.update(kw) or "planned")
+    with logging_restored():
+        code = kaggle_cli.main(["budget", "--experiments", str(tmp_path), "--test-csv", str(TEST_CSV),
+                                "--doc-stride", "64", "--set", "qa.max_context_words=500", "--set",
+                                "features.max_len=128"])
+    assert code == 0 and "planned" in capsys.readouterr().out
+    assert seen["overrides"] == ["features.doc_stride=64", "qa.max_context_words=500", "features.max_len=128"]
+
+
 def test_build_and_local_run_never_replace_a_folder_they_did_not_make(tiny_run, built_offline, tmp_path):
     keep = tmp_path / "project"
     (keep / "src").mkdir(parents=True)

@@ -21,7 +21,11 @@ def _parser() -> argparse.ArgumentParser:
                          help="tokens shared by consecutive windows, for every experiment (default: each fold's "
                               "training value; smaller = fewer windows)")
         sub.add_argument("--max-context-words", type=int,
-                         help="QA: keep only the first N words of each context (qa.max_context_words)")
+                         help="QA: keep only the first N words of each context (--set qa.max_context_words=N)")
+        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="a setting of every fold's config for inference in the kernel, as infer.py --set "
+                              "(e.g. features.max_len=384, or the task's truncation such as qa.max_context_words=N); "
+                              "repeatable")
 
     b = command("build", "Write the code, weights and wheels datasets and the kernel to --out, and print how to push "
                          "them.")
@@ -81,7 +85,7 @@ def main(argv=None) -> int:
     def run(args) -> int:
         overrides = [f"{k}={v}" for k, v in (("features.doc_stride", getattr(args, "doc_stride", None)),
                                              ("qa.max_context_words", getattr(args, "max_context_words", None)))
-                     if v is not None]
+                     if v is not None] + getattr(args, "overrides", [])
         if args.command == "build":
             return _build(args, overrides)
         if args.command == "local-run":

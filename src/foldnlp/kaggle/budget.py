@@ -222,7 +222,7 @@ def _fitting(experiments: list[_Experiment], estimates: list[Estimate], test: pd
             lines.append("    " + f"{stride:>8}" + "".join(f"{n:>8}" for n, _, _ in counts))
         if fitting:
             n, stride, max_words = max(fitting, key=lambda item: item[0])
-            words_flag = f" --max-context-words {max_words}" if max_words else ""
+            words_flag = f" --set {exp.task.truncation_key}={max_words}" if max_words else ""
             seconds = n * est.scale * est.folds / est.windows_per_second
             lines.append(f"  → {exp.name}: build with --doc-stride {stride}{words_flag} "
                          f"({round(n * est.scale)} windows, {_duration(seconds)} for all folds)")
