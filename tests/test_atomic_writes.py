@@ -19,9 +19,8 @@ from safetensors.torch import save_file
 
 from foldnlp import artifacts
 from foldnlp.scores import Scores
-from helpers import kill_seed
+from helpers import ROOT, kill_seed
 
-ROOT = Path(__file__).resolve().parents[1]
 N_IDS, N_CHARS, FILE_BYTES = 40, 2000, 1 << 18
 
 # Writes every kind of artifact over and over, each version stamped with its number v throughout.

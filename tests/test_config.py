@@ -1,14 +1,12 @@
 """Experiment configs: YAML loading, typed --set overrides, and refusal of unknown keys and impossible values."""
 
-from pathlib import Path
 
 import pytest
 
 from foldnlp.config import ExperimentConfig, dump_yaml, load_config, to_dict
 from foldnlp.errors import InputError
 from foldnlp.provenance import config_sha256
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 def test_default_config_file_loads_and_keeps_the_documented_keys():

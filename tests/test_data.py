@@ -18,10 +18,9 @@ from foldnlp.tasks.qa.data import (
     read_sample_submission,
     read_squad_json,
 )
+from helpers import FIXTURES, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 INPUT = ROOT / "input"
-FIXTURES = ROOT / "tests" / "fixtures"
 
 CONTEXT = "Paris is the capital of France. Paris has the Louvre."
 

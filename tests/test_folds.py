@@ -2,7 +2,6 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,8 +9,8 @@ import pytest
 from foldnlp.errors import InputError
 from foldnlp.folds import assign_folds, fold_summary, read_folds
 from foldnlp.tasks.qa.data import read_qa_csv
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 QA_COLUMNS = {"stratify_by": "language", "group_by": "context"}  # QA's defaults
 
 

@@ -22,9 +22,8 @@ from foldnlp.tasks import get_task
 from foldnlp.tasks.qa.charscores import window_logits_to_char_scores
 from foldnlp.tasks.qa.data import read_qa_csv
 from foldnlp.tasks.qa.decoding import decode_all
+from helpers import FIXTURES, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures"
 CONTEXT = "Paris is the capital of France. Paris has the Louvre."
 HINDI = "भारत की राजधानी नई दिल्ली है। दिल्ली यमुना नदी के किनारे बसी है।"
 

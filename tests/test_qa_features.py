@@ -1,6 +1,5 @@
 """Windowing, offsets and labels of QA features, checked on every row of the bundled training data."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,8 +8,7 @@ from foldnlp.errors import InputError
 from foldnlp.modeling import load_tokenizer
 from foldnlp.tasks.qa.data import read_qa_csv
 from foldnlp.tasks.qa.features import CLS_INDEX, WindowSettings, build_features, label_window, truncate_context
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -42,8 +42,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     if paths.metrics(fold).is_file() and not overwrite:
         if resume:
             finished = json.loads(paths.metrics(fold).read_text(encoding="utf-8"))
-            recorded = finished.get("provenance")
-            why = mismatch(recorded, provenance) if recorded else "it has no provenance record"
+            why = _differs(finished, provenance)
             if why:  # keeping it would mix two configs in one experiment's CV
                 raise InputError(f"fold {fold} of {paths.root} already finished, but trained differently ({why}): "
                                  "pass --overwrite to train it again with this config, or give this run its own "
@@ -144,12 +143,17 @@ def check_same_experiment(paths: artifacts.RunPaths, fold: int, provenance: dict
     for other in paths.trained_folds():
         if other == fold:
             continue
-        recorded = json.loads(paths.metrics(other).read_text(encoding="utf-8")).get("provenance")
-        why = mismatch(recorded, provenance) if recorded else "it has no provenance record"
+        why = _differs(json.loads(paths.metrics(other).read_text(encoding="utf-8")), provenance)
         if why:
             raise InputError(f"fold {other} of {paths.root} was trained differently ({why}); all folds of an "
                              "experiment must share config, folds and data: give this run its own name "
                              f"(--set name=...) or retrain fold {other} with --overwrite")
+
+
+def _differs(metrics: dict, provenance: dict) -> str:
+    """'' when a finished fold's metrics.json records the same training as `provenance`, else what differs."""
+    recorded = metrics.get("provenance")
+    return mismatch(recorded, provenance) if recorded else "it has no provenance record"
 
 
 def split_fold(cfg: ExperimentConfig, task, fold: int, fold_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
