@@ -14,6 +14,7 @@ from pathlib import Path  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from documents import GENRES, DocumentRun, document_run  # noqa: E402
 from helpers import ROOT, SAMPLE_CSV, TEST_CSV, run_cli, sets, small_external_squad, tiny_settings  # noqa: E402
 
 
@@ -46,6 +47,32 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     train = pd.read_csv(ROOT / "input" / "train.csv", dtype=str)
     texts = train["context"].drop_duplicates().tolist() + train["question"].tolist()
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), texts)
+
+
+@pytest.fixture(scope="session")
+def document_model_dir(tmp_path_factory) -> Path:
+    """The tiny model with a tokenizer trained on the synthetic reviews of tests/documents.py."""
+    from documents import classification_table
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-document-model"), classification_table(200)["text"].tolist())
+
+
+@pytest.fixture(scope="session")
+def single_label_run(document_model_dir, tmp_path_factory) -> DocumentRun:
+    return document_run(tmp_path_factory.mktemp("classify"), document_model_dir, "classify", {}, {"label": "neg"})
+
+
+@pytest.fixture(scope="session")
+def multi_label_run(document_model_dir, tmp_path_factory) -> DocumentRun:
+    section = {"multi_label": True, "label_columns": list(GENRES), "metric": "roc_auc", "truncation": "windows"}
+    return document_run(tmp_path_factory.mktemp("multilabel"), document_model_dir, "classify", section,
+                        {g: "0.5" for g in GENRES})
+
+
+@pytest.fixture(scope="session")
+def graded_run(document_model_dir, tmp_path_factory) -> DocumentRun:
+    section = {"label_columns": ["grade"], "metric": "qwk", "pooling": "mean", "head_hidden": 16}
+    return document_run(tmp_path_factory.mktemp("regress"), document_model_dir, "regress", section, {"grade": "1"})
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from foldnlp.ensembling import average_scores
-from foldnlp.scores import Scores
+from foldnlp.scores import VALUE, Scores
 from foldnlp.tasks.qa.charscores import NO_SCORE, char_scores
 
 
@@ -90,5 +90,22 @@ def test_different_context_lengths_raise_naming_the_id():
 
 def test_members_scoring_another_unit_or_channels_are_refused():
     words = Scores(A.ids, A.offsets, A.values, "word", ("O", "B-Claim"))
-    with pytest.raises(ValueError, match=r"member 1 scores word × \('O', 'B-Claim'\)"):
+    with pytest.raises(ValueError, match=r"member 1 has logprob scores per word × \('O', 'B-Claim'\)"):
         average_scores([A, words])
+
+
+def test_regression_predictions_blend_by_their_weighted_mean():
+    one = Scores.from_lists(["a", "b"], [np.array([[1.0, 10.0]]), np.array([[2.0, 20.0]])], "example", ("x", "y"),
+                            VALUE)
+    two = Scores.from_lists(["b", "a"], [np.array([[4.0, 40.0]]), np.array([[3.0, 30.0]])], "example", ("x", "y"),
+                            VALUE)
+    blended = average_scores([one, two], [1.0, 3.0])
+    assert blended.kind == VALUE and blended.values.dtype == np.float32
+    np.testing.assert_allclose(blended.values, [[2.5, 25.0], [3.5, 35.0]])  # (1 + 3·3) / 4, (2 + 3·4) / 4
+
+
+def test_log_probabilities_and_predictions_do_not_blend():
+    values = Scores.from_lists(["a"], [np.zeros((1, 2))], "example", ("x", "y"), VALUE)
+    logprobs = Scores.from_lists(["a"], [np.zeros((1, 2))], "example", ("x", "y"))
+    with pytest.raises(ValueError, match="member 1 has logprob scores"):
+        average_scores([values, logprobs])

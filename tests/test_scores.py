@@ -5,7 +5,7 @@ import pytest
 
 from foldnlp import artifacts
 from foldnlp.errors import InputError
-from foldnlp.scores import Scores, concat_scores
+from foldnlp.scores import LOGPROB, VALUE, Scores, concat_scores
 
 
 def words(ids, arrays):
@@ -25,7 +25,7 @@ def test_pack_select_and_concat_keep_rows_units_and_channels():
 
 def test_concat_refuses_scores_of_another_unit():
     chars = Scores.from_lists(["a"], [np.zeros((2, 2))], "char", ("start", "end"))
-    with pytest.raises(ValueError, match="cannot join scores per char"):
+    with pytest.raises(ValueError, match="cannot join logprob scores per char"):
         concat_scores([words(["x"], [np.zeros((1, 3))]), chars])
 
 
@@ -74,3 +74,24 @@ def test_files_of_an_unknown_format_are_refused_with_the_fix(tmp_path):
     np.savez(tmp_path / "other.npz", something=np.zeros(2))
     with pytest.raises(InputError, match="not a foldnlp scores file"):
         artifacts.load_scores(tmp_path / "other.npz")
+
+
+def test_value_scores_keep_float32_through_files_and_refuse_to_join_log_probabilities(tmp_path):
+    big = Scores.from_lists(["a", "b"], [np.array([[123456.789]]), np.array([[-0.001234]])], "example", ("price",),
+                            VALUE)
+    assert big.values.dtype == np.float32  # float16 would overflow at 65504 and keep 3 digits
+    artifacts.save_scores(tmp_path / "v.npz", big)
+    back = artifacts.load_scores(tmp_path / "v.npz")
+    assert back.kind == VALUE and back.values.dtype == np.float32
+    np.testing.assert_array_equal(back.values, big.values)
+    logprob = Scores.from_lists(["c"], [np.zeros((1, 1))], "example", ("price",))
+    with pytest.raises(ValueError, match="cannot join logprob scores per example"):
+        concat_scores([big, logprob])
+
+
+def test_files_written_before_kinds_existed_hold_log_probabilities(tmp_path):
+    scores = words(["x"], [np.zeros((2, 3))])
+    arrays = {"format": np.array(2), "unit": np.array("word"), "channels": np.array(scores.channels),
+              "ids": scores.ids.astype(str), "offsets": scores.offsets, "values": scores.values}
+    np.savez(tmp_path / "old.npz", **arrays)
+    assert artifacts.load_scores(tmp_path / "old.npz").kind == LOGPROB

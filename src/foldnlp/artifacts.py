@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from foldnlp.errors import InputError
-from foldnlp.scores import Scores
+from foldnlp.scores import DTYPES, LOGPROB, Scores
 
 CONFIG_BESIDE_WEIGHTS = "foldnlp_config.yaml"
 
@@ -295,7 +295,7 @@ SCORES_FORMAT = 2  # 1: QA-only files with start/end arrays (foldnlp 0.1 before 
 
 
 def save_scores(path: str | Path, scores: Scores) -> None:
-    with ScoresWriter(path, scores.ids, scores.lengths, scores.unit, scores.channels) as writer:
+    with ScoresWriter(path, scores.ids, scores.lengths, scores.unit, scores.channels, scores.kind) as writer:
         writer.write(scores)
 
 
@@ -304,17 +304,19 @@ class ScoresWriter:
     scores in memory.
 
     The file is np.savez's layout (stored, no pickle; np.load reads it): format (the format version), unit,
-    channels, ids, offsets, and values (rows × channels, float16) written as the chunks come. It is built under a
+    channels, kind, ids, offsets, and values (rows × channels; float16 log-probabilities, float32 predictions)
+    written as the chunks come. (Files written before `kind` existed hold log-probabilities.) It is built under a
     temporary name and renamed into place on close(), so a kill leaves the previous file or none.
 
-        with ScoresWriter(path, ids, rows_per_example, unit, channels) as writer:
+        with ScoresWriter(path, ids, rows_per_example, unit, channels, kind) as writer:
             for part in parts:           # Scores of the next examples, in the order of ids
                 writer.write(part)
     """
 
-    def __init__(self, path: str | Path, ids, lengths, unit: str, channels):
+    def __init__(self, path: str | Path, ids, lengths, unit: str, channels, kind: str = LOGPROB):
         self.path = Path(path)
-        self.unit, self.channels = unit, tuple(channels)
+        self.unit, self.channels, self.kind = unit, tuple(channels), kind
+        self._dtype = np.dtype(DTYPES[kind]).newbyteorder("<")
         # ids as fixed-width unicode (not object arrays) so loading never needs pickle.
         self._ids = np.asarray(ids).astype(str)
         self._offsets = np.concatenate([[0], np.cumsum(np.asarray(lengths, dtype=np.int64))]).astype(np.int64)
@@ -322,25 +324,25 @@ class ScoresWriter:
         self._tmp = _temp_sibling(self.path)
         self._zip = zipfile.ZipFile(self._tmp, "w", zipfile.ZIP_STORED, allowZip64=True)
         header = {"format": np.array(SCORES_FORMAT), "unit": np.array(unit), "channels": np.array(self.channels),
-                  "ids": self._ids, "offsets": self._offsets}
+                  "kind": np.array(kind), "ids": self._ids, "offsets": self._offsets}
         for name, array in header.items():
             with self._zip.open(f"{name}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
         self._values = self._zip.open("values.npy", "w", force_zip64=True)
         np.lib.format.write_array_header_2_0(self._values, {
-            "descr": "<f2", "fortran_order": False, "shape": (int(self._offsets[-1]), len(self.channels))})
+            "descr": self._dtype.str, "fortran_order": False, "shape": (int(self._offsets[-1]), len(self.channels))})
 
     def write(self, scores: Scores) -> None:
         lo, hi = self._written, self._written + len(scores)
-        if (scores.unit, scores.channels) != (self.unit, self.channels):
-            raise ValueError(f"{self.path}: scores per {scores.unit} × {scores.channels}, file declared "
-                             f"{self.unit} × {self.channels}")
+        if (scores.unit, scores.channels, scores.kind) != (self.unit, self.channels, self.kind):
+            raise ValueError(f"{self.path}: {scores.kind} scores per {scores.unit} × {scores.channels}, file declared "
+                             f"{self.kind} scores per {self.unit} × {self.channels}")
         if not np.array_equal(scores.ids, self._ids[lo:hi]):
             raise ValueError(f"{self.path}: examples must come in the declared order; expected ids "
                              f"{self._ids[lo:lo + 3].tolist()}..., got {scores.ids[:3].tolist()}...")
         if not np.array_equal(scores.lengths, np.diff(self._offsets[lo : hi + 1])):
             raise ValueError(f"{self.path}: {self.unit} counts differ from the declared ones")
-        self._values.write(np.ascontiguousarray(scores.values, dtype="<f2").tobytes())
+        self._values.write(np.ascontiguousarray(scores.values, dtype=self._dtype).tobytes())
         self._written = hi
 
     def close(self) -> None:
@@ -379,8 +381,9 @@ def load_scores(path: str | Path) -> Scores:
             if version != SCORES_FORMAT:
                 raise InputError(f"{path}: scores file format {version}, this foldnlp reads {SCORES_FORMAT}: re-run "
                                  "train_fold.py --overwrite (out-of-fold) or infer.py (test) to rewrite it")
+            kind = str(z["kind"]) if "kind" in z.files else LOGPROB
             return Scores(z["ids"].astype(str), z["offsets"], z["values"], str(z["unit"]),
-                          tuple(z["channels"].astype(str).tolist()))
+                          tuple(z["channels"].astype(str).tolist()), kind)
         if {"ids", "offsets", "start", "end"} <= set(z.files):
             return Scores(z["ids"].astype(str), z["offsets"], np.stack([z["start"], z["end"]], axis=1), "char",
                           ("start", "end"))

@@ -1,4 +1,5 @@
-"""Ensemble members (folds, experiments) of any task by a weighted average of their scores' probabilities."""
+"""Ensemble members (folds, experiments) of any task by a weighted average: of their scores' probabilities, or of
+their predictions for regression scores (kind VALUE)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from foldnlp.errors import format_rows
-from foldnlp.scores import Scores
+from foldnlp.scores import VALUE, Scores
 
 
 def average_scores(members: Sequence[Scores], weights: Sequence[float] | None = None) -> Scores:
-    """log(Σ_i w_i · exp(s_i)) per row and channel, with weights normalised to sum to 1.
+    """log(Σ_i w_i · exp(s_i)) per row and channel, with weights normalised to sum to 1; for VALUE scores
+    (regression predictions) Σ_i w_i · s_i.
 
     Probabilities are averaged, not log-probabilities: a member that is sure (log-prob near 0) is not drowned by
     one that gives the row nothing, and a row a member did not score (QA's NO_SCORE = -1e4: exp(-1e4) = 0) simply
@@ -25,17 +27,22 @@ def average_scores(members: Sequence[Scores], weights: Sequence[float] | None = 
     weights = _normalised_weights(weights, len(members))
     reference = members[0]
     lengths = reference.lengths
-    total = np.full(reference.values.shape, -np.inf, dtype=np.float32)
+    is_value = reference.kind == VALUE
+    total = np.full(reference.values.shape, 0.0 if is_value else -np.inf, dtype=np.float64 if is_value else np.float32)
     for number, (member, weight) in enumerate(zip(members, weights)):
-        if (member.unit, member.channels) != (reference.unit, reference.channels):
-            raise ValueError(f"member {number} scores {member.unit} × {member.channels}, member 0 scores "
-                             f"{reference.unit} × {reference.channels}")
+        if (member.unit, member.channels, member.kind) != (reference.unit, reference.channels, reference.kind):
+            raise ValueError(f"member {number} has {member.kind} scores per {member.unit} × {member.channels}, "
+                             f"member 0 {reference.kind} scores per {reference.unit} × {reference.channels}")
         positions = _aligned_positions(reference, member, lengths, number)
-        if weight > 0:  # a zero weight is log(0) = -inf: the member is checked but contributes nothing
+        if weight == 0:  # checked, but contributes nothing (and log(0) = -inf would need care)
+            continue
+        if is_value:
+            total += weight * member.values[positions].astype(np.float64)
+        else:
             log_weight = np.float32(np.log(weight))
             np.logaddexp(total, member.values[positions].astype(np.float32) + log_weight, out=total)
-    return Scores(reference.ids.copy(), reference.offsets.copy(), total.astype(np.float16), reference.unit,
-                  reference.channels)
+    return Scores(reference.ids.copy(), reference.offsets.copy(), total.astype(reference.values.dtype),
+                  reference.unit, reference.channels, reference.kind)
 
 
 def _normalised_weights(weights: Sequence[float] | None, count: int) -> np.ndarray:

@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="autocast precision in the kernel (auto: fp16 on a GPU, bf16 on CPUs that have it)")
     b.add_argument("--batch-size", type=cli.positive_int, help="windows per forward pass (default: each run's config)")
     b.add_argument("--weights", type=float, nargs="+", help="blend weight per experiment (default: equal)")
+    b.add_argument("--decoding", type=cli.user_path, metavar="JSON",
+                   help="decoding settings ensemble.py fit on the out-of-fold blend (the submission.decoding.json "
+                        "beside its submission, e.g. regress.thresholds), applied to the kernel's blend")
     features(b)
 
     r = command("local-run", "Run a built kernel here with no network, in a fresh virtual environment that installs "
@@ -103,6 +106,8 @@ def main(argv=None) -> int:
 def _build(args, overrides: list[str]) -> int:
     from foldnlp.kaggle.bundle import Options, build_bundle, default_name, image_packages
 
+    if args.decoding is not None:  # before the --set values, so that a --set still overrides a fitted value
+        overrides = decoding_overrides(args.decoding) + overrides
     name = args.name or default_name(args.experiments)
     out = args.out or cli.user_path(f"kernels/{name}")
     options = Options(competition=args.competition, user=args.user, name=name, gpu=args.gpu, kaggle_has=args.kaggle_has,
@@ -122,6 +127,21 @@ def _build(args, overrides: list[str]) -> int:
         print(f"  kaggle datasets create -p {folder}{zip_mode}")
     print(f"  kaggle kernels push -p {summary[-1].folder}")
     return 0
+
+
+def decoding_overrides(path) -> list[str]:
+    """KEY=VALUE settings from a decoding JSON written by ensemble.py ({"regress.thresholds": [[...]], ...})."""
+    import json
+
+    from foldnlp.errors import InputError
+
+    try:
+        fitted = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(f"--decoding {path}: not a readable JSON file ({err})") from err
+    if not isinstance(fitted, dict):
+        raise InputError(f"--decoding {path}: expected an object of settings, as ensemble.py writes")
+    return [f"{key}={json.dumps(value)}" for key, value in fitted.items()]
 
 
 def _local_run(args) -> int:

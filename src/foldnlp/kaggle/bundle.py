@@ -25,11 +25,13 @@ from foldnlp.config import ExperimentConfig, dump_yaml, from_dict, to_dict
 from foldnlp.errors import InputError
 from foldnlp.kaggle import metadata, wheels
 from foldnlp.kaggle.leaks import find_leaks
-from foldnlp.runs import Run, open_run
+from foldnlp.runs import Run, load_run_config, open_run
+from foldnlp.tasks import get_task
 
 MANIFEST = "foldnlp_bundle.json"
-# Files of a checkpoint folder that inference reads (the tokenizer files of the common tokenizer families); an
-# allow-list, so that nothing else a run folder may hold (optimizer states, wandb logs, credentials) is uploaded.
+# Files of a checkpoint folder that inference reads (the tokenizer files of the common tokenizer families; a task's
+# own files are its Task.checkpoint_files); an allow-list, so that nothing else a run folder may hold (optimizer
+# states, wandb logs, credentials) is uploaded.
 MODEL_FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt",
                "sentencepiece.bpe.model", "spiece.model")
@@ -96,7 +98,7 @@ def build_bundle(experiments: list[Path], out: Path, options: Options) -> list[D
     def fill(tmp: Path) -> None:
         folders = {kind: tmp / "datasets" / slug for kind, slug in slugs.items()}
         wheels.build_code_wheel(folders["code"])
-        _write_weights(runs, folders["weights"], options.blend_weights)
+        _write_weights(runs, folders["weights"], options.blend_weights, options.overrides)
         wheels.collect_wheels(requirements, pins, folders["wheels"], kaggle_has=kaggle_has,
                               python_version=options.python_version)
         for kind, folder in folders.items():
@@ -172,14 +174,17 @@ def _open_runs(experiments: list[Path]) -> list[Run]:
     return runs
 
 
-def _write_weights(runs: list[Run], folder: Path, blend_weights: list[float] | None) -> None:
+def _write_weights(runs: list[Run], folder: Path, blend_weights: list[float] | None, overrides: list[str]) -> None:
     for run in runs:
         target = artifacts.RunPaths(folder / run.name)
-        artifacts.atomic_write_text(target.config, dump_yaml(portable_config(run.cfg)))
+        # With the overrides: the kernel's blend decodes by this config (decoding settings fit on the out-of-fold
+        # blend, such as regress.thresholds, reach the kernel this way).
+        artifacts.atomic_write_text(target.config, dump_yaml(portable_config(load_run_config(run.paths, overrides))))
+        files = (*MODEL_FILES, *get_task(run.cfg).checkpoint_files)
         for fold in run.folds:
             source, dest = run.paths.model_dir(fold), target.model_dir(fold)
             dest.mkdir(parents=True)
-            for name in MODEL_FILES:
+            for name in files:
                 if name in _SOURCE_KEYS and (source / name).is_file():
                     content = json.loads((source / name).read_text(encoding="utf-8"))
                     artifacts.atomic_write_json(dest / name, {k: v for k, v in content.items()

@@ -87,7 +87,11 @@ def ensemble(experiments: list[str | Path], *, weights: list[float] | None, test
         report = [task.cv_report(train, oof, fold_of_id)]
         if len(members) > 1:
             report.append(member_report(task, train, [e.spec for e in members], member_oof, oof))
-        task = task.fit_decoding(train, oof)
+        fit = task.fit_decoding(train, oof, fold_of_id)
+        if fit is not None:
+            report.append(fit.report)
+            task = fit.task
+            artifacts.atomic_write_json(decoding_path(out), fit.settings)
     else:
         report = ["CV not computed (test-only blend)"]
     test_csv, sample_csv = test_paths(members[0].cfg, test_csv, sample_csv)
@@ -168,6 +172,11 @@ def member_report(task, examples: pd.DataFrame, labels: list[str], members: list
                    "down-weight (--weights) the weaker members")
     lines.append(f"  {'blend':<{width}}  {blended:.4f}  ({verdict})")
     return "\n".join(lines)
+
+
+def decoding_path(out: Path) -> Path:
+    """submission.csv → submission.decoding.json: the decoding settings fit on the out-of-fold blend."""
+    return out.with_suffix(".decoding.json")
 
 
 def side_table_path(out: Path, name: str) -> Path:

@@ -64,10 +64,9 @@ def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | Path | None
     batch_size = batch_size or run.cfg.inference.batch_size
     chunk_chars = chunk_chars or run.cfg.inference.chunk_chars
     home = run.paths if out_dir is None else test_outputs.out_dir_home(out_dir, run.paths.root)
-    truncation = run_task.truncation_key
     settings = test_outputs.new_settings(
         run.paths.root, test_csv, sample_csv, run.cfg, load_run_config(run.paths), precision,
-        ["features.max_len", "features.doc_stride", *([truncation] if truncation else [])],
+        ["features.max_len", "features.doc_stride", *run_task.inference_keys],
         {"batch_size": batch_size, "chunk_chars": chunk_chars, "device": device.type,
          "foldnlp": foldnlp.__version__})
     key = settings["key"]
@@ -91,7 +90,7 @@ def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | Path | None
         predictions, n_windows, seconds = [], 0, 0.0
         bar = Progress(len(test), f"fold {fold}", "example", enabled=progress)
         with artifacts.ScoresWriter(home.test_scores(key, fold), test["id"], task.score_rows(test), task.unit,
-                                    task.channels) as writer:
+                                    task.channels, task.score_kind) as writer:
             for rows in chunks:
                 chunk = test.iloc[rows]
                 windows = windows_cache.get(windows_key)

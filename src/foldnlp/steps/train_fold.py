@@ -52,6 +52,10 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
         raise InputError(f"fold {fold} of {paths.root} already finished ({paths.metrics(fold)}); "
                          "pass --overwrite to train it again")
     train, valid = split_fold(cfg, task, fold, fold_path)
+    # Settings learnt from the data (classes, target scaling) are filled in here and saved with the weights; the
+    # provenance above is of the config as given, so every fold of an experiment records the same one.
+    task = task.with_training_data(pd.concat([train, valid], ignore_index=True), train)
+    cfg = task.cfg
     extra = task.extra_training_examples(set(valid["id"]))
     if extra is not None:
         train = pd.concat([train, extra], ignore_index=True)

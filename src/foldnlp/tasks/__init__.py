@@ -5,6 +5,7 @@ Each task is a package `foldnlp.tasks.<name>` with two modules, imported only wh
                  FOLD_DEFAULTS (the folds.stratify_by / folds.group_by a config of this task gets unless it says)
     task.py      TASK (a foldnlp.tasks.base.Task subclass, built with the experiment config)
 The pipeline (steps, training, inference, artifacts, ensembling, kaggle) reaches a task only through here.
+(foldnlp.tasks.document is not a task: it holds what classify and regress share.)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-TASK_NAMES = ("qa",)
+TASK_NAMES = ("qa", "classify", "regress")
 
 
 def settings_module(name: str) -> ModuleType:

@@ -14,20 +14,21 @@ into predictions, a metric and a submission:
 | --- | --- | --- | --- |
 | examples | question + context | essay (words) | document |
 | targets | one per window (start, end) | one per token (BIO) | one per window (label) |
-| scores unit × channels | char × (start, end) | word × BIO classes | example × classes |
-| predictions per id | one answer | zero or more spans | one label |
+| scores unit × channels | char × (start, end) | word × BIO classes | example × classes (regression: targets) |
+| predictions per id | one answer | zero or more spans | one label (or one value per target) |
 """
 
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from foldnlp.batching import TrainingSet
-from foldnlp.scores import Scores
+from foldnlp.scores import LOGPROB, Scores
 
 
 class Windows(Protocol):
@@ -39,6 +40,15 @@ class Windows(Protocol):
     def __len__(self) -> int: ...
 
 
+@dataclass(frozen=True)
+class DecodingFit:
+    """Decoding settings fit on out-of-fold scores (Task.fit_decoding)."""
+
+    task: Task  # the task that decodes with them (the test blend is decoded by it)
+    report: str  # printable: the CV before and after fitting, and an honest estimate (fit on the other folds)
+    settings: dict  # what was fit, as written beside the submission (<out>.decoding.json)
+
+
 class Task(abc.ABC):
     """One kind of competition, bound to an experiment config (`cfg.settings` is the task's own section)."""
 
@@ -47,9 +57,16 @@ class Task(abc.ABC):
     higher_is_better: bool = True
     unit: str  # what a row of the scores is: "char", "word", "example"
     channels: tuple[str, ...]  # the scores' channels
+    score_kind: str = LOGPROB  # scores.LOGPROB, or scores.VALUE for predictions (regression)
     outputs: dict[str, str]  # model output name -> inference.TOKEN or inference.WINDOW
     head_prefixes: tuple[str, ...]  # parameter-name prefixes of the fresh head (trained at train.head_lr)
+    # Files a checkpoint folder holds besides the Hugging Face model and tokenizer files (a head saved on its
+    # own); the Kaggle bundle ships them with the weights.
+    checkpoint_files: tuple[str, ...] = ()
     truncation_key: str | None = None  # the config key that keeps only the first N words of a text, if any
+    # Task settings that change how the test set is windowed; shown, with features.max_len and doc_stride, in the
+    # settings record of test outputs (infer.py --set may change them).
+    inference_keys: tuple[str, ...] = ()
     # The part of the task's section that decoding reads (what ensemble.py --set may change besides data paths);
     # None: the whole section.
     decoding_key: str | None = None
@@ -85,6 +102,14 @@ class Task(abc.ABC):
     def fold_table(self, examples: pd.DataFrame) -> pd.DataFrame:
         """The rows folds are assigned to: `id` plus the columns folds.stratify_by / folds.group_by may name."""
         return examples
+
+    def with_training_data(self, examples: pd.DataFrame, train: pd.DataFrame) -> Task:
+        """This task with the settings a fold learns from its data filled in (classification: the classes, from
+        all of `examples`; regression: target scaling and range, from the fold's training rows `train` only, so
+        nothing of the held-out fold leaks). train_fold saves the config of the task returned beside the weights,
+        so inference (even in a Kaggle kernel, without the training file) decodes as the fold was trained. The
+        default learns nothing."""
+        return self
 
     def extra_training_examples(self, valid_ids: set[str]) -> pd.DataFrame | None:
         """Examples added to every fold's training part (external data), none sharing an id with a held-out one."""
@@ -131,10 +156,11 @@ class Task(abc.ABC):
         """Predictions: `id` plus the task's prediction columns, zero or more rows per id, in scores.ids order.
         clean=False skips post-processing (the CV report shows what it is worth)."""
 
-    def fit_decoding(self, examples: pd.DataFrame, oof_scores: Scores) -> Task:
-        """This task with its decoding settings fit on out-of-fold scores (thresholds, minimum lengths); the test
-        blend is decoded with what it returns. The default has nothing to fit."""
-        return self
+    def fit_decoding(self, examples: pd.DataFrame, oof_scores: Scores, folds: pd.Series) -> DecodingFit | None:
+        """Decoding settings (thresholds, minimum lengths) fit on out-of-fold scores (folds: fold per id, for an
+        honest estimate fit on the other folds); the test blend is decoded by the fit's task. None: nothing to
+        fit (the default)."""
+        return None
 
     @abc.abstractmethod
     def score(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> float:

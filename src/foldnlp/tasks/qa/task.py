@@ -40,6 +40,7 @@ class QATask(Task):
     outputs = {"start_logits": TOKEN, "end_logits": TOKEN}
     head_prefixes = ("qa_outputs",)
     truncation_key = "qa.max_context_words"
+    inference_keys = ("qa.max_context_words",)
     decoding_key = "qa.decode"
 
     # ---- data -------------------------------------------------------------------------------------------------
