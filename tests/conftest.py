@@ -75,6 +75,14 @@ def graded_run(document_model_dir, tmp_path_factory) -> DocumentRun:
     return document_run(tmp_path_factory.mktemp("regress"), document_model_dir, "regress", section, {"grade": "1"})
 
 
+@pytest.fixture(scope="session")
+def multi_target_run(document_model_dir, tmp_path_factory) -> DocumentRun:
+    """Two targets scored by MCRMSE (lower is better), folds grouped by author."""
+    section = {"label_columns": ["grade", "score"], "metric": "mcrmse", "loss": "smooth_l1", "truncation": "head"}
+    return document_run(tmp_path_factory.mktemp("multitarget"), document_model_dir, "regress", section,
+                        {"grade": "1", "score": "1"}, ["folds.group_by=author"])
+
+
 @dataclass(frozen=True)
 class TrainedRun:
     tmp: Path  # outputs/ and folds/ of the tiny experiment are here

@@ -79,7 +79,10 @@ class DocumentRun:
         return self.tmp / "outputs" / "d"
 
 
-def document_run(tmp: Path, model_dir: Path, task: str, section: dict, sample_columns: dict) -> DocumentRun:
+def document_run(tmp: Path, model_dir: Path, task: str, section: dict, sample_columns: dict,
+                 extra: list[str] = ()) -> DocumentRun:
+    """A tiny experiment of `task` (its section: `section`) trained, inferred and blended through the CLIs on 40
+    synthetic training documents (2 folds) and 12 test ones; extra: more --set values."""
     paths = write_competition(tmp / "data", 40, 12)
     test_ids = pd.read_csv(paths["test"], dtype=str)["id"]
     write_sample(paths["test"].with_name("sample_submission.csv"), test_ids, sample_columns)
@@ -89,7 +92,7 @@ def document_run(tmp: Path, model_dir: Path, task: str, section: dict, sample_co
                  f"model.name_or_path={model_dir}", f"data.train_csv={paths['train']}",
                  f"data.test_csv={paths['test']}", "folds.n_folds=2", "features.max_len=48", "features.doc_stride=8",
                  "train.epochs=1", "train.batch_size=8", "train.evals_per_epoch=2", "train.eval_start_epoch=0",
-                 "runtime.save_every_steps=0", "tracking.wandb=disabled"]
+                 "runtime.save_every_steps=0", "tracking.wandb=disabled", *extra]
     submission = tmp / "submission.csv"
     stages = []
     for stage, script, argv in [("make_folds", "make_folds.py", []), ("fold 0", "train_fold.py", ["--fold", 0]),

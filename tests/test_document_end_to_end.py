@@ -77,3 +77,21 @@ def test_graded_regression_fits_thresholds_on_oof_and_writes_them_beside_the_sub
     assert "with midpoints →" in report and "when each fold is cut by points fit on the other folds" in report
     submission = pd.read_csv(graded_run.submission, dtype=str)
     assert submission.columns.tolist() == ["id", "grade"] and set(submission["grade"]) <= {"1", "2", "3", "4", "5"}
+
+
+def test_multi_target_regression_keeps_the_lowest_mcrmse_and_never_splits_an_author(multi_target_run):
+    run = artifacts.RunPaths(multi_target_run.root)
+    folds = pd.read_csv(next((multi_target_run.tmp / "folds").glob("stratum-author-*.csv")), dtype=str)
+    train = pd.read_csv(multi_target_run.tmp / "data" / "train.csv", dtype=str)
+    authors = train.set_index("id").loc[folds["id"], "author"].to_numpy()
+    assert (pd.DataFrame({"author": authors, "fold": folds["fold"]}).groupby("author")["fold"].nunique() == 1).all()
+    for fold in (0, 1):
+        metrics = json.loads(run.metrics(fold).read_text())
+        assert metrics["higher_is_better"] is False
+        assert metrics["mcrmse"] == min(h["mcrmse"] for h in metrics["history"])
+    submission = pd.read_csv(multi_target_run.submission)
+    assert submission.columns.tolist() == ["id", "grade", "score"]
+    low = pd.read_csv(multi_target_run.tmp / "data" / "train.csv")[["grade", "score"]].min()
+    high = pd.read_csv(multi_target_run.tmp / "data" / "train.csv")[["grade", "score"]].max()
+    assert ((submission[["grade", "score"]] >= low - 1e-6) & (submission[["grade", "score"]] <= high + 1e-6)).all().all()
+    assert "RMSE per target: grade:" in multi_target_run.stages[-1][2]
