@@ -1,0 +1,1 @@
+"""Document classification and regression: one label, several labels or one or more scores per text."""
