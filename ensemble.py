@@ -24,10 +24,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=cli.user_path,
                    help="where to write the submission (default: submission.csv beside the first experiment's "
                         "folder, i.e. in its output_dir: outputs/submission.csv for outputs/default); QA also writes "
-                        "<out stem>.nbest.csv")
+                        "<out stem>.nbest.csv, a regression scored by qwk <out stem>.decoding.json (the cut points "
+                        "fit on the out-of-fold blend)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the first experiment's saved config for this blend: its task's "
-                        "decoding settings (e.g. --set qa.decode.max_answer_chars=60) or the data it reads (data.*, "
+                        "decoding settings (e.g. --set qa.decode.max_answer_chars=60, classify.submit=probability) or "
+                        "the data it reads (data.*, "
                         "folds.*); others, such as window settings, are refused (repeatable)")
     p.add_argument("--max-answer-chars", type=int,
                    help="QA: longest answer in characters (same as --set qa.decode.max_answer_chars=N; default: "

@@ -21,7 +21,8 @@ def main(argv=None) -> int:
                         "else's run, a read-only copy); OUT_DIR/run.json records the run folder, and "
                         "`ensemble.py --experiments OUT_DIR` blends them")
     p.add_argument("--test-csv", type=cli.user_path,
-                   help="test file (QA: a CSV of id, context, question, language); default: the config's data.test_csv")
+                   help="test file (QA: a CSV of id, context, question, language; classification and regression: id "
+                        "and the text column); default: the config's data.test_csv")
     p.add_argument("--sample-submission", type=cli.user_path,
                    help="default: sample_submission.csv beside the test CSV")
     p.add_argument("--folds", type=int, nargs="+", help="folds to run (default: every trained fold)")

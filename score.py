@@ -8,9 +8,11 @@ from foldnlp import cli
 
 def main(argv=None) -> int:
     p = cli.parser(__doc__ + " The config names the task (and its settings) whose metric scores.")
-    p.add_argument("submission", help="the submission file (QA: id, PredictionString), e.g. outputs/submission.csv")
-    p.add_argument("answers", help="the true answers of the same ids (QA: id, answer_text), e.g. "
-                                   "input/test_answers.csv")
+    p.add_argument("submission", help="the submission file (QA: id, PredictionString; classification: id and the "
+                                      "label or probability columns; regression: id and the targets), e.g. "
+                                      "outputs/submission.csv")
+    p.add_argument("answers", help="the true answers of the same ids (QA: id, answer_text; classification and "
+                                   "regression: id and the label columns), e.g. input/test_answers.csv")
 
     def run(args) -> int:
         from foldnlp.steps.score import score_submission

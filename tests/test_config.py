@@ -98,3 +98,15 @@ def test_runtime_settings_stay_out_of_the_provenance_hash_and_the_experiment_ins
         assert config_sha256(load_config(None, [runtime])) == base, runtime
     for learned in ("train.lr=2e-5", "features.doc_stride=64", "qa.negative_fraction=0.2", "train.precision=fp32"):
         assert config_sha256(load_config(None, [learned])) != base, learned
+
+
+def test_every_bundled_config_loads_and_names_a_known_task():
+    """configs/*.yaml document recipes (some need data the user supplies): each must at least be a valid config."""
+    from foldnlp.config import load_config
+    from foldnlp.tasks import TASK_NAMES
+    from helpers import ROOT
+
+    loaded = {path.name: load_config(path) for path in sorted((ROOT / "configs").glob("*.yaml"))}
+    assert {"default.yaml", "imdb.yaml", "essays.yaml"} <= set(loaded)
+    assert all(cfg.task in TASK_NAMES for cfg in loaded.values())
+    assert loaded["imdb.yaml"].settings.truncation == "head_tail" and loaded["essays.yaml"].settings.metric == "qwk"

@@ -157,3 +157,13 @@ def test_a_submission_read_back_scores_as_its_predictions(tmp_path):
 def test_settings_that_cannot_work_are_refused(section, message):
     with pytest.raises(InputError, match=message):
         from_dict({"task": "regress", "regress": section})
+
+
+def test_a_grade_read_back_with_float_noise_is_still_that_grade_and_an_unknown_one_is_named(tmp_path):
+    task, examples = graded_task(tmp_path)
+    path = tmp_path / "submission.csv"
+    pd.DataFrame({"id": list("abcde"), "target": ["1", "2.0000001", "3", "4", "6"]}).to_csv(path, index=False)
+    assert task.score(examples, task.read_submission(path)) == pytest.approx(1.0)
+    pd.DataFrame({"id": list("abcde"), "target": ["1", "2.5", "3", "4", "6"]}).to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"grades 2.5 are not among the training grades \[1.0, 2.0, 3.0, 4.0, 6.0\]"):
+        task.score(examples, task.read_submission(path))

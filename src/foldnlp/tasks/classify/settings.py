@@ -26,8 +26,9 @@ class ClassifySettings(DocumentSettings):
     # which is what a review whose verdict sits in one paragraph needs); "mean_probs" averages probabilities.
     combine_windows: str = "mean_logits"
     label_smoothing: float = 0.0  # cross-entropy (and BCE) against (1 - ε) · one-hot + ε / C
-    # Loss weight per class, in the order of `classes` (null: equal). balance_classes fills them with
-    # n / (C · n_c) from each fold's training rows.
+    # Loss weight per class, in the order of `classes` (multi-label: of each label's binary cross-entropy term;
+    # null: equal). balance_classes fills them with n / (C · n_c) from each fold's training rows (n_c: the rows of
+    # class c, or having label c).
     class_weights: list[float] | None = None
     balance_classes: bool = False
     metric: str = "accuracy"  # accuracy | macro_f1 | roc_auc | log_loss (multi-label: all but accuracy)

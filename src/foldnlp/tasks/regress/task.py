@@ -15,7 +15,7 @@ from foldnlp.scores import VALUE
 from foldnlp.tables import read_text_csv, require_columns
 from foldnlp.tasks.base import DecodingFit
 from foldnlp.tasks.document import metrics
-from foldnlp.tasks.document.data import parse_floats
+from foldnlp.tasks.document.data import parse_floats, read_documents
 from foldnlp.tasks.document.task import DocumentTask, mean_per_example, rows_of
 
 RAW = "raw_"  # prediction columns: RAW + target, the continuous prediction (the target column holds the grade)
@@ -36,6 +36,16 @@ class RegressTask(DocumentTask):
     @property
     def is_graded(self) -> bool:
         return self.metric_name == "qwk"
+
+    @property
+    def grades(self) -> np.ndarray:
+        """(K,) the grades predictions are cut into: the config's (a trained run's config holds them), else the
+        distinct target values of the training file (score.py with the experiment's own config)."""
+        if self.settings.grades is None:
+            frame = read_documents(self.cfg.data.train_csv, self.settings, with_labels=True, with_text=False)
+            self.settings = dataclasses.replace(self.settings, grades=[float(v) for v in np.unique(
+                self.values(frame, self.cfg.data.train_csv))])
+        return np.asarray(self.settings.grades)
 
     # ---- data -------------------------------------------------------------------------------------------------
     def values(self, examples: pd.DataFrame, path) -> np.ndarray:
@@ -98,7 +108,7 @@ class RegressTask(DocumentTask):
         s = self.settings
         if s.thresholds is not None:
             return np.asarray(s.thresholds[j])
-        return metrics.default_thresholds(np.asarray(s.grades))
+        return metrics.default_thresholds(self.grades)
 
     def decode(self, examples: pd.DataFrame, scores, *, clean: bool = True) -> pd.DataFrame:
         """id, each target's prediction (qwk: the grade its value falls in) and RAW + target: the value."""
@@ -106,7 +116,7 @@ class RegressTask(DocumentTask):
         frame = pd.DataFrame({"id": scores.ids})
         for j, target in enumerate(self.channels):
             if self.is_graded:
-                grades = np.asarray(self.settings.grades)
+                grades = self.grades
                 graded = metrics.apply_thresholds(values[:, j], self._thresholds(j), grades)
                 # Integer grades (an essay's 1-6) are written as integers, as the competition's files hold them.
                 frame[target] = graded.astype(np.int64) if np.all(grades == np.round(grades)) else graded
@@ -120,7 +130,7 @@ class RegressTask(DocumentTask):
         truth = self.values(rows_of(examples, predictions["id"]), "the answers")
         columns = list(self.channels)
         if self.is_graded:
-            grades = np.asarray(self.settings.grades)
+            grades = self.grades
             predicted = predictions[columns].to_numpy(dtype=float)
             return float(np.mean([metrics.qwk(self._grade_index(truth[:, j], grades),
                                               self._grade_index(predicted[:, j], grades))
@@ -129,8 +139,8 @@ class RegressTask(DocumentTask):
 
     @staticmethod
     def _grade_index(values: np.ndarray, grades: np.ndarray) -> np.ndarray:
-        index = np.searchsorted(grades, values)
-        index = np.clip(index, 0, len(grades) - 1)
+        """(n,) position in grades of each value, which must be one of them (up to float rounding)."""
+        index = np.abs(values[:, None] - grades[None, :]).argmin(axis=1)
         off = ~np.isclose(grades[index], values)
         if off.any():
             raise InputError(f"grades {format_rows(sorted(set(values[off].tolist())), 5)} are not among the "
@@ -143,7 +153,7 @@ class RegressTask(DocumentTask):
         estimate: each fold cut by points fit on the other folds."""
         if not self.is_graded:
             return None
-        grades = np.asarray(self.settings.grades)
+        grades = self.grades
         truth = self.values(rows_of(examples, oof_scores.ids), "training data")
         fold = pd.Series(oof_scores.ids).map(folds).to_numpy()
         values = oof_scores.values.astype(np.float64)
@@ -163,7 +173,7 @@ class RegressTask(DocumentTask):
         task = RegressTask(dataclasses.replace(self.cfg, settings=dataclasses.replace(self.settings,
                                                                                       thresholds=fitted)))
         report = "thresholds fit on the out-of-fold blend (regress.thresholds):\n" + "\n".join(lines)
-        return DecodingFit(task, report, {"regress.grades": list(self.settings.grades),
+        return DecodingFit(task, report, {"regress.grades": grades.tolist(),
                                           "regress.thresholds": fitted})
 
     def cv_report(self, examples: pd.DataFrame, scores, folds: pd.Series) -> str:
