@@ -164,6 +164,10 @@ def from_dict(raw: dict, overrides: list[str] = (), *, where: str = "config") ->
     if isinstance(raw["folds"], dict):
         for key, value in module.FOLD_DEFAULTS.items():
             raw["folds"].setdefault(key, value)
+    data_defaults = getattr(module, "data_defaults", None)  # a task's competition layout (spans: beside train)
+    if data_defaults is not None and isinstance(raw.setdefault("data", {}), dict):
+        for key, value in data_defaults(raw["data"]).items():
+            raw["data"].setdefault(key, value)
     others = sorted(set(raw) & set(TASK_NAMES) - {task})
     if others:
         raise InputError(f"{where}: section(s) {', '.join(others)} belong to another task; this config has task: "

@@ -25,14 +25,15 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def load_model(head_class, path: str, cfg: ModelConfig | None = None):
+def load_model(head_class, path: str, cfg: ModelConfig | None = None, **head_config):
     """The backbone at `path` with the head of `head_class` (a transformers Auto* class chosen by the task, e.g.
     AutoModelForQuestionAnswering). With cfg (training), apply dropout and freezing settings; without (inference from
     a saved checkpoint), load the folder exactly as saved.
+    head_config: settings of the head for a fresh one (token classification: num_labels, id2label).
     Only safetensors weights load."""
     folder = resolve_model_path(path)
     check_safetensors_weights(folder)
-    config = AutoConfig.from_pretrained(folder)
+    config = AutoConfig.from_pretrained(folder, **head_config)
     if cfg is not None and cfg.dropout is not None:
         for name in [k for k in config.to_dict() if k.endswith("dropout") or k.endswith("dropout_prob")]:
             setattr(config, name, cfg.dropout)

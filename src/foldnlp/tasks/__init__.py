@@ -1,8 +1,9 @@
 """The task registry: `cfg.task` → the task that reads, windows, scores, decodes and submits that kind of competition.
 
 Each task is a package `foldnlp.tasks.<name>` with two modules, imported only when asked for:
-    settings.py  SETTINGS (the dataclass of the task's config section, YAML key = the task's name) and
+    settings.py  SETTINGS (the dataclass of the task's config section, YAML key = the task's name),
                  FOLD_DEFAULTS (the folds.stratify_by / folds.group_by a config of this task gets unless it says)
+                 and optionally data_defaults(data) (data.* keys a config gets unless it says, from the others)
     task.py      TASK (a foldnlp.tasks.base.Task subclass, built with the experiment config)
 The pipeline (steps, training, inference, artifacts, ensembling, kaggle) reaches a task only through here.
 (foldnlp.tasks.document is not a task: it holds what classify and regress share.)
@@ -13,7 +14,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-TASK_NAMES = ("qa", "classify", "regress")
+TASK_NAMES = ("qa", "classify", "regress", "spans")
 
 
 def settings_module(name: str) -> ModuleType:
