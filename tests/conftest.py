@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 
 from documents import GENRES, DocumentRun, document_run  # noqa: E402
 from helpers import ROOT, SAMPLE_CSV, TEST_CSV, run_cli, sets, small_external_squad, tiny_settings  # noqa: E402
+from spans import BIO_TEST, BIO_TRAIN, SpansRun, bio_texts, feedback_texts, spans_run, write_feedback_layout  # noqa: E402
 
 
 def build_tiny_model(folder: Path, texts: list[str]) -> Path:
@@ -120,3 +121,33 @@ def trained_run(tiny_model_dir, tmp_path_factory) -> TrainedRun:
         common = sets(overrides) if script != "ensemble.py" else []
         stages.append((stage, *run_cli(script, *common, *argv)))
     return TrainedRun(tmp, tiny_model_dir, overrides, external, stages, submission)
+
+
+@pytest.fixture(scope="session")
+def spans_model_dir(tmp_path_factory) -> Path:
+    """The tiny model with a tokenizer trained on the IL-NER fixture's tokens."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-spans-model"), bio_texts())
+
+
+@pytest.fixture(scope="session")
+def spans_bio_run(spans_model_dir, tmp_path_factory) -> SpansRun:
+    """A tiny `spans` experiment on the IL-NER fixture (BIO files, 4 sentences a document) through the CLIs; the
+    sample submission holds the header only. Tests must not change it."""
+    tmp = tmp_path_factory.mktemp("spans-bio")
+    sample = tmp / "sample_submission.csv"
+    sample.write_text("id,class,predictionstring\n")
+    data = [f"data.train_csv={BIO_TRAIN}", f"data.test_csv={BIO_TEST}", f"data.sample_submission_csv={sample}"]
+    return spans_run(tmp, spans_model_dir, data, {"sentences_per_document": 4}, BIO_TEST, sample, BIO_TRAIN)
+
+
+@pytest.fixture(scope="session")
+def spans_feedback_run(tmp_path_factory) -> SpansRun:
+    """A tiny `spans` experiment on a hand-made Feedback Prize layout (12 essays of made-up classes, test/ of 3)
+    through the CLIs, the config setting only data.train_csv (test/ and sample_submission.csv are found beside it);
+    its model's tokenizer is trained on those essays and the public test essays of the fixture. Tests must not
+    change it."""
+    tmp = tmp_path_factory.mktemp("spans-feedback")
+    paths = write_feedback_layout(tmp / "competition")
+    model_dir = build_tiny_model(tmp / "model", feedback_texts(tmp / "competition"))
+    return spans_run(tmp, model_dir, [f"data.train_csv={paths['train']}"], {}, paths["test"], paths["sample"],
+                     paths["train"])

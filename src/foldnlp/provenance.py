@@ -14,6 +14,12 @@ from foldnlp.config import RUNTIME_SECTIONS, ExperimentConfig, to_dict
 
 
 def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes; of a folder (a test given as a folder of documents), of the relative path and
+    sha256 of every file under it, in path order."""
+    if Path(path).is_dir():
+        files = sorted(p for p in Path(path).rglob("*") if p.is_file())
+        listing = "".join(f"{p.relative_to(path).as_posix()}\0{file_sha256(p)}\n" for p in files)
+        return hashlib.sha256(listing.encode("utf-8")).hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -1,7 +1,7 @@
 """Run a built kernel here as Kaggle would: a /kaggle-like input tree, a fresh virtual environment that installs only
 from the bundle's datasets, and no network.
 
-<workdir>/input/<competition>/test.csv, sample_submission.csv   copied from the given files
+<workdir>/input/<competition>/test.csv, sample_submission.csv   copied from the given files (a test folder: test/)
 <workdir>/input/<dataset-slug>/                                 links to the bundle's dataset folders
 <workdir>/working/                                              the kernel's output: submission.csv
 <workdir>/venv/                                                 a fresh `python -m venv` (pip only)
@@ -103,9 +103,10 @@ def make_kernel_tree(bundle: Path, test_csv: Path, sample_csv: Path, workdir: Pa
     if not meta_file.is_file():
         raise InputError(f"--bundle {bundle}: no kernel/{metadata.KERNEL_METADATA} (build the bundle first)")
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    for path in (test_csv, sample_csv):
-        if not path.is_file():
-            raise InputError(f"{path}: no such file")
+    if not test_csv.is_file() and not test_csv.is_dir():
+        raise InputError(f"{test_csv}: no such file or folder")
+    if not sample_csv.is_file():
+        raise InputError(f"{sample_csv}: no such file")
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / _MARKER).is_file():
             raise InputError(f"--workdir {workdir} exists and was not made by a local run; it is replaced whole, so "
@@ -116,7 +117,10 @@ def make_kernel_tree(bundle: Path, test_csv: Path, sample_csv: Path, workdir: Pa
     input_dir, working = workdir / "input", workdir / "working"
     competition = input_dir / meta["competition_sources"][0]
     competition.mkdir(parents=True)
-    shutil.copyfile(test_csv, competition / "test.csv")
+    if test_csv.is_dir():  # a test that is a folder of documents (Feedback Prize essays) is copied as a folder
+        shutil.copytree(test_csv, competition / "test")
+    else:
+        shutil.copyfile(test_csv, competition / "test.csv")
     shutil.copyfile(sample_csv, competition / "sample_submission.csv")
     for source in meta["dataset_sources"]:
         slug = source.partition("/")[2]
