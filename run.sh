@@ -36,8 +36,10 @@ for fold in $(seq 0 $((n_folds - 1))); do
 done
 $py infer.py --config "$CONFIG"
 $py ensemble.py --experiments "$run_dir" --out outputs/submission.csv
-# The bundled test set ships its answers: print the held-out score after the CV (another test set has none here).
-if [ "$test_csv" = input/test.csv ] && [ -f input/test_answers.csv ]; then
-  $py score.py --config "$CONFIG" outputs/submission.csv input/test_answers.csv
+# A bundled test set ships its answers beside it (input/test_answers.csv, input/spans_ner_hi/test_answers.txt):
+# print the held-out score after the CV (another test set has none).
+answers=$(ls "$(dirname "$test_csv")"/test_answers.* 2>/dev/null | head -n 1 || true)
+if [ -n "$answers" ]; then
+  $py score.py --config "$CONFIG" outputs/submission.csv "$answers"
 fi
 echo "main job done in $(( $(date +%s) - start )) s; submission: outputs/submission.csv"

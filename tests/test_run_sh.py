@@ -13,10 +13,13 @@ if [ "${1:-}" = "-c" ]; then echo "3 outputs/default input/test.csv"; fi
 """
 
 
-def run_main_job(tmp_path, **env) -> list[str]:
+def run_main_job(tmp_path, answers: bool = True, **env) -> list[str]:
+    """The commands run.sh runs; answers: a test_answers.csv sits beside the stub config's input/test.csv."""
+    tmp_path.mkdir(exist_ok=True)
     shutil.copy(ROOT / "run.sh", tmp_path / "run.sh")
     (tmp_path / "input").mkdir()
-    (tmp_path / "input" / "test_answers.csv").write_text("id,answer_text\n")
+    if answers:
+        (tmp_path / "input" / "test_answers.csv").write_text("id,answer_text\n")
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     for name in ("python", "pip"):
@@ -41,3 +44,8 @@ def test_the_main_job_resumes_by_default_and_retrains_only_when_asked(tmp_path):
     again.mkdir()
     retrain = [c for c in run_main_job(again, RETRAIN="1") if "train_fold.py" in c]
     assert retrain == [f"python train_fold.py --config configs/default.yaml --fold {k} --overwrite" for k in range(3)]
+
+
+def test_the_held_out_score_is_printed_only_when_answers_sit_beside_the_test_file(tmp_path):
+    assert any(c.startswith("python score.py") for c in run_main_job(tmp_path / "with"))
+    assert not any(c.startswith("python score.py") for c in run_main_job(tmp_path / "without", answers=False))

@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     r = command("local-run", "Run a built kernel here with no network, in a fresh virtual environment that installs "
                              "only from the bundle's datasets, on a /kaggle-like tree under --workdir.")
     r.add_argument("--bundle", type=cli.user_path, required=True, help="the folder `build` wrote (kernels/<name>)")
-    r.add_argument("--test-csv", type=cli.user_path, required=True, help="stands in for the competition's test.csv")
+    r.add_argument("--test-csv", type=cli.user_path, required=True,
+                   help="stands in for the competition's test.csv (or its test/ folder of documents, for spans)")
     r.add_argument("--sample-submission", type=cli.user_path, help="default: sample_submission.csv beside the test CSV")
     r.add_argument("--workdir", type=cli.user_path, required=True,
                    help="scratch folder for input/, working/, venv/: new, empty, or one an earlier local run made "

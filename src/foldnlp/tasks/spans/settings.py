@@ -40,6 +40,8 @@ class SpansSettings:
     def check(self) -> None:
         if self.format not in FORMATS:
             raise InputError(f"spans.format: {self.format!r} is not one of {', '.join(FORMATS)}")
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            raise InputError(f"spans.classes must be distinct, got {self.classes}")
         if self.sentences_per_document < 1 or self.decode.min_words < 1:
             raise InputError("spans.sentences_per_document and spans.decode.min_words must be positive")
         for rule in self.decode.class_rules:
