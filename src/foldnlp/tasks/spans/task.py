@@ -93,7 +93,9 @@ class SpansTask(Task):
         """The true spans of test documents: a BIO file, or a Feedback Prize train.csv of the test essays (the
         essays read from test/ beside it)."""
         if self._layout() == "bio":
-            return self._read_labelled(path)
+            # Resolved: BIO ids are <file stem>-<k>, so a link to the tagged test file (input/spans_ner_hi/
+            # test_answers.txt → test.txt) reads with the test's own ids.
+            return self._read_labelled(Path(path).resolve())
         return self._read_labelled(path, Path(path).with_name("test"))
 
     def read_submission(self, path) -> pd.DataFrame:
