@@ -10,6 +10,7 @@ from foldnlp.tables import (
     check_unique_ids,
     describe_id_differences,
     read_text_csv,
+    refuse_bad_cells,
     require_columns,
     row_labels,
 )
@@ -49,9 +50,7 @@ def read_folds(path, ids) -> pd.Series:
     check_not_blank(table, ["id"], path)
     check_unique_ids(table, path)
     bad = ~table["fold"].fillna("").str.fullmatch(r"\s*\d{1,9}\s*").to_numpy()
-    if bad.any():
-        raise InputError(f"{path}: column 'fold' must be a non-negative integer; bad in "
-                         f"{bad.sum()} row(s): {format_rows(row_labels(table, np.flatnonzero(bad)))}")
+    refuse_bad_cells(table, bad, "fold", "must be a non-negative integer", path)
     differences = describe_id_differences(ids, table["id"], "the data", str(path))
     if differences:
         raise InputError(f"{path}: fold file does not match the data ({differences}); make folds for this data "

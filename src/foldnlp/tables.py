@@ -51,6 +51,20 @@ def row_labels(frame: pd.DataFrame, positions, unit: str = "row") -> list[str]:
     return labels
 
 
+def refuse_bad_cells(frame: pd.DataFrame, bad: np.ndarray, column: str, rule: str, source, *, what: str = "column",
+                     show_values: bool = False, limit: int = 10) -> None:
+    """InputError "{source}: column 'x' {rule}; bad in N row(s): row 3 (id a), ..." when any of bad ((n,) bool, one
+    per row of frame) is set; show_values adds each bad cell's value, `what` names the column's kind."""
+    if not bad.any():
+        return
+    positions = np.flatnonzero(bad)
+    labels = row_labels(frame, positions)
+    if show_values:
+        labels = [f"{label} value {frame[column].iat[pos]!r}" for label, pos in zip(labels, positions)]
+    raise InputError(f"{source}: {what} '{column}' {rule}; bad in {len(positions)} row(s): "
+                     f"{format_rows(labels, limit)}")
+
+
 def check_not_blank(frame: pd.DataFrame, columns, source, unit: str = "row") -> None:
     for column in columns:
         blank = frame[column].isna().to_numpy() | (frame[column].astype(str).str.strip() == "").to_numpy()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from foldnlp.errors import InputError, format_rows
-from foldnlp.tables import read_text_csv, require_columns, row_labels
+from foldnlp.tables import read_text_csv, refuse_bad_cells, require_columns, row_labels
 from foldnlp.tasks.document.data import parse_binary, read_documents, sorted_labels
 from foldnlp.tasks.document.metrics import CLASSIFICATION_METRICS
 from foldnlp.tasks.document.task import DocumentTask, mean_per_example, rows_of
@@ -214,10 +214,7 @@ def _parse_probabilities(frame: pd.DataFrame, columns: list[str], path) -> np.nd
     values = np.empty((len(frame), len(columns)))
     for j, column in enumerate(columns):
         parsed = pd.to_numeric(frame[column].str.strip(), errors="coerce").to_numpy(dtype=float)
-        bad = ~((parsed >= 0) & (parsed <= 1))
-        if bad.any():
-            raise InputError(f"{path}: column '{column}' must hold probabilities in [0, 1]; bad in {bad.sum()} "
-                             f"row(s): {format_rows(row_labels(frame, np.flatnonzero(bad)))}")
+        refuse_bad_cells(frame, ~((parsed >= 0) & (parsed <= 1)), column, "must hold probabilities in [0, 1]", path)
         values[:, j] = parsed
     return values
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from foldnlp.errors import InputError, format_rows
 from foldnlp.tables import (
     check_ids_match_sample,
     check_not_blank,
     check_unique_ids,
     read_text_csv,
+    refuse_bad_cells,
     require_columns,
-    row_labels,
 )
 from foldnlp.tasks.document.settings import DocumentSettings
 
@@ -48,10 +47,7 @@ def parse_floats(frame: pd.DataFrame, columns, path) -> np.ndarray:
     out = np.empty((len(frame), len(columns)))
     for j, column in enumerate(columns):
         values = pd.to_numeric(frame[column].str.strip(), errors="coerce").to_numpy(dtype=float)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            raise InputError(f"{path}: column '{column}' must hold finite numbers; bad in {bad.sum()} row(s): "
-                             f"{format_rows(row_labels(frame, np.flatnonzero(bad)))}")
+        refuse_bad_cells(frame, ~np.isfinite(values), column, "must hold finite numbers", path)
         out[:, j] = values
     return out
 
@@ -63,10 +59,7 @@ def parse_binary(frame: pd.DataFrame, columns, path) -> np.ndarray:
     out = np.empty((len(frame), len(columns)), dtype=np.float32)
     for j, column in enumerate(columns):
         values = frame[column].str.strip().str.lower().map(truth)
-        bad = values.isna().to_numpy()
-        if bad.any():
-            raise InputError(f"{path}: multi-label column '{column}' must hold 0 or 1; bad in {bad.sum()} row(s): "
-                             f"{format_rows(row_labels(frame, np.flatnonzero(bad)))}")
+        refuse_bad_cells(frame, values.isna().to_numpy(), column, "must hold 0 or 1", path, what="multi-label column")
         out[:, j] = values.to_numpy(dtype=np.float32)
     return out
 

@@ -9,7 +9,15 @@ import numpy as np
 import pandas as pd
 
 from foldnlp.errors import InputError, format_rows
-from foldnlp.tables import check_not_blank, check_unique_ids, read_text_csv, read_utf8, require_columns, row_labels
+from foldnlp.tables import (
+    check_not_blank,
+    check_unique_ids,
+    read_text_csv,
+    read_utf8,
+    refuse_bad_cells,
+    require_columns,
+    row_labels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +105,8 @@ def _load_squad_articles(path) -> list:
 def _parse_answer_start(frame: pd.DataFrame, path) -> pd.Series:
     values = frame["answer_start"].fillna("")
     bad = ~values.str.fullmatch(_NON_NEGATIVE_INT).to_numpy()
-    if bad.any():
-        positions = np.flatnonzero(bad)
-        labels = [f"{label} value {values.iat[pos]!r}" for label, pos in zip(row_labels(frame, positions), positions)]
-        raise InputError(f"{path}: column 'answer_start' must be a non-negative integer; "
-                         f"bad in {len(positions)} row(s): {format_rows(labels)}")
+    refuse_bad_cells(frame.assign(answer_start=values), bad, "answer_start", "must be a non-negative integer", path,
+                     show_values=True)
     return values.str.strip().astype("int64")
 
 

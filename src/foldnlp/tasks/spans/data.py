@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from foldnlp.errors import InputError, format_rows
-from foldnlp.tables import check_not_blank, read_text_csv, read_utf8, require_columns, row_labels
+from foldnlp.tables import check_not_blank, read_text_csv, read_utf8, refuse_bad_cells, require_columns, row_labels
 
 log = logging.getLogger(__name__)
 
@@ -276,12 +276,8 @@ def _bio_spans(tags) -> tuple[list[tuple[str, int, int]], list[int]]:
 def _parse_offsets(frame: pd.DataFrame, column: str, path) -> np.ndarray:
     """(n,) int64 character offsets of `column`; InputError naming the rows of any cell that is not a whole number."""
     values = frame[column]
-    bad = ~values.str.fullmatch(_OFFSET).to_numpy()
-    if bad.any():
-        positions = np.flatnonzero(bad)
-        labels = [f"{label} value {values.iat[pos]!r}" for label, pos in zip(row_labels(frame, positions), positions)]
-        raise InputError(f"{path}: column '{column}' must hold whole character offsets; bad in {len(positions)} "
-                         f"row(s): {format_rows(labels, 5)}")
+    refuse_bad_cells(frame, ~values.str.fullmatch(_OFFSET).to_numpy(), column, "must hold whole character offsets",
+                     path, show_values=True, limit=5)
     return np.array([int(v.strip().split(".")[0]) for v in values], dtype=np.int64)
 
 
