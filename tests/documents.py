@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from helpers import run_cli, sets
+from helpers import run_week
 
 FILLER = ("the film plot actor scene story camera music script moment light city night friend road house water "
           "time place end start way day year character picture sound").split()
@@ -94,12 +94,5 @@ def document_run(tmp: Path, model_dir: Path, task: str, section: dict, sample_co
                  "train.epochs=1", "train.batch_size=8", "train.evals_per_epoch=2", "train.eval_start_epoch=0",
                  "runtime.save_every_steps=0", "tracking.wandb=disabled", *extra]
     submission = tmp / "submission.csv"
-    stages = []
-    for stage, script, argv in [("make_folds", "make_folds.py", []), ("fold 0", "train_fold.py", ["--fold", 0]),
-                                ("fold 1", "train_fold.py", ["--fold", 1]), ("infer", "infer.py", []),
-                                ("ensemble", "ensemble.py", ["--experiments", tmp / "outputs" / "d",
-                                                             "--out", submission])]:
-        common = ["--config", config, *sets(overrides)] if script != "ensemble.py" else []
-        stages.append((stage, *run_cli(script, *common, *argv)))
-        assert stages[-1][1] == 0, f"{stage}\n{stages[-1][2][-2000:]}\n{stages[-1][3][-4000:]}"
+    stages = run_week(config, overrides, tmp / "outputs" / "d", submission)
     return DocumentRun(tmp, config, overrides, stages, submission, paths["answers"], paths["test"])

@@ -85,3 +85,16 @@ def small_external_squad(path: Path) -> Path:
     path.write_text(json.dumps({"version": document.get("version", "1.1"),
                                 "data": [{**first, "paragraphs": first["paragraphs"][:3]}]}), encoding="utf-8")
     return path
+
+
+def run_week(config: Path, overrides: list[str], run_dir: Path, submission: Path) -> list[tuple[str, int, str, str]]:
+    """make_folds → train_fold (folds 0 and 1) → infer → ensemble of a 2-fold tiny experiment through the CLIs
+    in-process, each stage asserted to exit 0; returns (stage, exit status, stdout, stderr) of each."""
+    stages = []
+    for stage, script, argv in [("make_folds", "make_folds.py", []), ("fold 0", "train_fold.py", ["--fold", 0]),
+                                ("fold 1", "train_fold.py", ["--fold", 1]), ("infer", "infer.py", []),
+                                ("ensemble", "ensemble.py", ["--experiments", run_dir, "--out", submission])]:
+        common = ["--config", config, *sets(overrides)] if script != "ensemble.py" else []
+        stages.append((stage, *run_cli(script, *common, *argv)))
+        assert stages[-1][1] == 0, f"{stage}\n{stages[-1][2][-2000:]}\n{stages[-1][3][-4000:]}"
+    return stages

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from helpers import FIXTURES, run_cli, sets
+from helpers import FIXTURES, run_week
 
 IL_NER = FIXTURES / "il_ner_hindi_sample"
 BIO_TRAIN, BIO_TEST = IL_NER / "Hindi-train-300.txt", IL_NER / "Hindi-test-100.txt"
@@ -125,12 +125,5 @@ def spans_run(tmp: Path, model_dir: Path, data: list[str], section: dict, test: 
     config.write_text(yaml.safe_dump({"task": "spans", "spans": section}))
     overrides = tiny_overrides(tmp, model_dir, data)
     submission = tmp / "submission.csv"
-    stages = []
-    for stage, script, argv in [("make_folds", "make_folds.py", []), ("fold 0", "train_fold.py", ["--fold", 0]),
-                                ("fold 1", "train_fold.py", ["--fold", 1]), ("infer", "infer.py", []),
-                                ("ensemble", "ensemble.py", ["--experiments", tmp / "outputs" / "s",
-                                                             "--out", submission])]:
-        common = ["--config", config, *sets(overrides)] if script != "ensemble.py" else []
-        stages.append((stage, *run_cli(script, *common, *argv)))
-        assert stages[-1][1] == 0, f"{stage}\n{stages[-1][2][-2000:]}\n{stages[-1][3][-4000:]}"
+    stages = run_week(config, overrides, tmp / "outputs" / "s", submission)
     return SpansRun(tmp, config, overrides, stages, submission, train, test, sample)
