@@ -29,6 +29,7 @@ from helpers import FIXTURES
 
 PERSUADE = FIXTURES / "persuade_one_essay"
 FEEDBACK_TEST = FIXTURES / "feedback_prize_test"
+FEEDBACK_TRAIN = FIXTURES / "feedback_prize_train_500"
 IL_NER = FIXTURES / "il_ner_hindi_sample"
 
 # The 12 discourse elements of PERSUADE essay A5DB60716E91 as word spans (checked against discourse_text below).
@@ -114,6 +115,66 @@ def test_persuade_essay_offsets_to_words_to_spans_to_predictionstrings_and_back(
     assert submission["predictionstring"].iat[1] == "74 75 76 77 78 79 80 81 82"
     submission.to_csv(tmp_path / "submission.csv", index=False)
     assert submission_to_spans(read_text_csv(tmp_path / "submission.csv")) == {"A5DB60716E91": PERSUADE_SPANS}
+
+
+def made_up_discourse_rows(essay_id: str, text: str, rng) -> tuple[list[tuple], list[tuple[str, int, int]]]:
+    """Random non-overlapping word spans of one essay, with classes no Feedback Prize corpus has, written as
+    train.csv rows the way the competition's are: discourse_start on the first word or on the whitespace before it,
+    discourse_end at the end of the last word or inside it ("citizens" of "citizens."). Returns (rows, spans)."""
+    words, offsets = words_with_offsets(text)
+    rows, spans, word = [], [], int(rng.integers(0, 5))
+    while word < len(words):
+        last = min(len(words) - 1, word + int(rng.integers(0, 60)))
+        start, end = int(offsets[word, 0]), int(offsets[last, 1])
+        if start > 0 and text[start - 1].isspace() and rng.random() < 0.3:
+            start -= 1
+        if end - offsets[last, 0] > 1 and rng.random() < 0.3:
+            end -= int(rng.integers(1, end - offsets[last, 0]))
+        cls = str(rng.choice(["Hook", "Thesis", "Reason", "Example"]))
+        rows.append((essay_id, f"{start}.0", f"{end}.0", text[start:end], cls))
+        spans.append((cls, word, last))
+        word = last + 1 + int(rng.integers(0, 12))
+    return rows, spans
+
+
+def test_500_real_essays_round_trip_offsets_words_spans_predictionstrings(tmp_path):
+    """The 500 unlabelled Feedback Prize training essays (170 of them hold non-breaking spaces, which str.split()
+    and hence the competition's word numbering treat as whitespace) given made-up discourse rows: offsets → words →
+    spans → predictionstrings → spans, checked against the competition's own recipe for a predictionstring
+    (words before discourse_start, plus the words of the discourse text)."""
+    essays = read_feedback_test(FEEDBACK_TRAIN)
+    assert len(essays) == 500 and essays["id"].is_monotonic_increasing
+    assert sum("\xa0" in t for t in essays["text"]) == 170
+    rng = np.random.default_rng(0)
+    rows, expected = [], {}
+    for essay_id, text in zip(essays["id"], essays["text"]):
+        assert words_with_offsets(text)[0] == text.split()
+        essay_rows_, expected[essay_id] = made_up_discourse_rows(essay_id, text, rng)
+        rows += essay_rows_
+    frame = pd.DataFrame(rows, columns=["id", "discourse_start", "discourse_end", "discourse_text", "discourse_type"])
+    text_of = dict(zip(essays["id"], essays["text"]))
+    ends = [(text_of[i], int(float(e))) for i, e in zip(frame["id"], frame["discourse_end"])]
+    inside_a_word = sum(e < len(t) and not t[e].isspace() for t, e in ends)
+    on_space = sum(t[0].isspace() for t in frame["discourse_text"])
+    assert inside_a_word > 1000 and on_space > 1000  # both of the competition's quirks are exercised
+    frame.sample(frac=1.0, random_state=0).to_csv(tmp_path / "train.csv", index=False)  # any row order
+    train = read_feedback_train(tmp_path / "train.csv", texts_dir=FEEDBACK_TRAIN)
+    assert train["id"].tolist() == essays["id"].tolist() and train["text"].tolist() == essays["text"].tolist()
+    assert dict(zip(train["id"], train["spans"])) == expected
+    assert classes_of(train) == ["Example", "Hook", "Reason", "Thesis"]
+
+    submission = spans_to_submission(train["id"], train["spans"])
+    assert len(submission) == len(frame) > 5000
+    kaggle = {}
+    for essay_id, start, end in zip(frame["id"], frame["discourse_start"], frame["discourse_end"]):
+        text, start, end = text_of[essay_id], int(float(start)), int(float(end))
+        first = len(text[:start].split())
+        kaggle[(essay_id, first)] = " ".join(map(str, range(first, first + len(text[start:end].split()))))
+    ours = {(i, int(p.split()[0])): p for i, p in zip(submission["id"], submission["predictionstring"])}
+    assert ours == kaggle
+    submission.to_csv(tmp_path / "submission.csv", index=False)
+    back = submission_to_spans(read_text_csv(tmp_path / "submission.csv"))
+    assert back == {i: s for i, s in expected.items() if s}
 
 
 def test_hand_made_layout_reads_words_overlapping_each_discourse_row(tmp_path):

@@ -2,6 +2,8 @@
 defaults, classes learnt from the data, fold strata, the loss, decoding into the long submission format and back,
 and per-class decoding rules."""
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from foldnlp.errors import InputError
 from foldnlp.scores import Scores
 from foldnlp.steps.infer import sample_submission_path
 from foldnlp.tasks import get_task
+from foldnlp.tasks.spans import data
 from foldnlp.tasks.spans.data import bio_channels
 from helpers import run_cli
 from spans import BIO_TEST, BIO_TRAIN, CLASSES, FEEDBACK_TEST, write_feedback_layout
@@ -97,13 +100,26 @@ def test_classes_that_disagree_with_the_data_are_refused(layout):
         trained(layout, classes=[*CLASSES, "Lead"])
 
 
-def test_fold_strata_are_the_classes_each_document_holds(layout):
+def test_fold_strata_are_each_documents_span_counts_per_class(layout):
     task, examples = trained(layout)
     table = task.fold_table(examples)
-    assert table["stratum"].tolist() == [tuple(sorted({c for c, _, _ in s})) for s in examples["spans"]]
-    assert set(table["stratum"]) == {("Counter", "Support", "Thesis"), ("Support", "Thesis")}
+    assert len(table) == len(examples)
+    for spans, stratum in zip(examples["spans"], table["stratum"]):
+        counts = Counter(cls for cls, _, _ in spans)
+        # ':1+' says the class is present; ':2+', ':4+' ... how many spans it has, in doubling steps.
+        assert {label.split(":")[0] for label in stratum} == set(counts)
+        for cls, n in counts.items():
+            assert {label for label in stratum if label.startswith(f"{cls}:")} == {
+                f"{cls}:{t}+" for t in (1, 2, 4, 8, 16) if n >= t}
     no_spans = examples.assign(spans=[[]] * len(examples))
     assert set(task.fold_table(no_spans)["stratum"]) == {()}
+
+
+def test_span_count_labels_double_their_thresholds():
+    spans = [[("Claim", 0, 1)] * 3 + [("Lead", 2, 3)], [("Claim", 0, 0)] * 8, [], [("Lead", 0, 0)] * 2]
+    assert data.span_count_labels(spans) == [("Claim:1+", "Claim:2+", "Lead:1+"),
+                                             ("Claim:1+", "Claim:2+", "Claim:4+", "Claim:8+"), (),
+                                             ("Lead:1+", "Lead:2+")]
 
 
 def test_the_loss_ignores_ignore_index(layout):

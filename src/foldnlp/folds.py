@@ -1,6 +1,8 @@
 """Assign rows to cross-validation folds deterministically, never splitting a group (a context, an essay) across
 folds."""
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -143,10 +145,16 @@ def _holds_label_sets(frame: pd.DataFrame, column: str) -> bool:
 
 
 def _label_indicator(column: pd.Series) -> pd.DataFrame:
-    """(rows, labels) of 0/1, one column per distinct label in sorted order, the rows in the column's order."""
-    labels = sorted(set().union(*column))
+    """(rows, labels) of 0/1, one column per distinct label in natural order (numbers within a label compare as
+    numbers: 'NEP:2+' before 'NEP:16+'), the rows in the column's order."""
+    labels = sorted(set().union(*column), key=_natural_order)
     position = {label: j for j, label in enumerate(labels)}
     matrix = np.zeros((len(column), len(labels)), dtype="int64")
     for i, row in enumerate(column):
         matrix[i, [position[label] for label in row]] = 1
     return pd.DataFrame(matrix, columns=labels)
+
+
+def _natural_order(label) -> list:
+    """'NEP:16+' → ['NEP:', 16, '+']: strings at even positions and ints at odd ones, so any two keys compare."""
+    return [int(part) if k % 2 else part for k, part in enumerate(re.split(r"(\d+)", str(label)))]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,18 @@ def read_feedback_test(texts_dir) -> pd.DataFrame:
 def classes_of(train_frame: pd.DataFrame) -> list[str]:
     """The distinct span classes of an example table, sorted."""
     return sorted({cls for spans in train_frame["spans"] for cls, _, _ in spans})
+
+
+def span_count_labels(spans_per_document) -> list[tuple[str, ...]]:
+    """Per document, the labels '<class>:<t>+' for every threshold t in 1, 2, 4, 8, ... that its number of spans of
+    that class reaches: 3 Claims and no Lead give ('Claim:1+', 'Claim:2+'). Cumulative, so stratifying on them
+    balances both which classes a document has (the ':1+' labels) and how many spans of each; doubling thresholds
+    keep the label count small (a class with up to 20 spans per document makes 5 labels)."""
+    labels = []
+    for spans in spans_per_document:
+        counts = Counter(cls for cls, _, _ in spans)
+        labels.append(tuple(sorted(f"{cls}:{1 << k}+" for cls, n in counts.items() for k in range(n.bit_length()))))
+    return labels
 
 
 def predictionstring(first_word: int, last_word: int) -> str:

@@ -106,8 +106,11 @@ class SpansTask(Task):
         return data.spans_to_submission(list(spans), list(spans.values()))
 
     def fold_table(self, examples: pd.DataFrame) -> pd.DataFrame:
-        """The documents with `stratum`: the tuple of classes each holds."""
-        strata = [tuple(sorted({cls for cls, _, _ in spans})) for spans in examples["spans"]]
+        """The documents with `stratum`: per class, how many spans each holds, as labels for iterative
+        stratification (data.span_count_labels: 'Claim:1+', 'Claim:2+', ...), so every fold gets the same share of
+        documents with one Claim, with two or more, with four or more, and hence about the same number of spans of
+        each class."""
+        strata = data.span_count_labels(examples["spans"])
         return examples.assign(stratum=pd.Series(strata, index=examples.index, dtype=object))
 
     def with_training_data(self, examples: pd.DataFrame, train: pd.DataFrame) -> SpansTask:
