@@ -19,11 +19,12 @@ from helpers import ROOT, SAMPLE_CSV, TEST_CSV, run_cli, sets, small_external_sq
 from spans import BIO_TEST, BIO_TRAIN, SpansRun, bio_texts, feedback_texts, spans_run, write_feedback_layout  # noqa: E402
 
 
-def build_tiny_model(folder: Path, texts: list[str]) -> Path:
-    """A 2-layer, hidden-32 BERT with random weights and a WordPiece tokenizer trained on `texts` (~1 s)."""
+def build_tiny_model(folder: Path, texts: list[str], long_window: int | None = None) -> Path:
+    """A 2-layer, hidden-32 BERT with random weights and a WordPiece tokenizer trained on `texts` (~1 s); with
+    long_window, a Longformer of that many positions (sliding attention over 16 tokens) instead."""
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertModel, LongformerConfig, LongformerModel, PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -34,12 +35,17 @@ def build_tiny_model(folder: Path, texts: list[str]) -> Path:
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=long_window or 512)
     fast.save_pretrained(folder)
     torch.manual_seed(0)  # the same weights whatever ran before: tests must not depend on their order
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512)
-    BertModel(config).save_pretrained(folder)
+    shape = dict(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64)
+    if long_window:  # positions start after the padding index, as in RoBERTa
+        config = LongformerConfig(**shape, attention_window=16, max_position_embeddings=long_window + 2,
+                                  pad_token_id=fast.pad_token_id)
+        LongformerModel(config).save_pretrained(folder)
+    else:
+        BertModel(BertConfig(**shape, max_position_embeddings=512)).save_pretrained(folder)
     return folder
 
 

@@ -118,12 +118,13 @@ def tiny_overrides(tmp: Path, model_dir: Path, data: list[str]) -> list[str]:
 
 
 def spans_run(tmp: Path, model_dir: Path, data: list[str], section: dict, test: Path, sample: Path,
-              train: Path) -> SpansRun:
+              train: Path, extra: list[str] = ()) -> SpansRun:
     """make_folds → train_fold (both folds) → infer → ensemble of a tiny `spans` experiment through the CLIs; the
-    config file holds `task: spans` and the section, `data`: the data.* --set values."""
+    config file holds `task: spans` and the section, `data`: the data.* --set values, `extra`: --set values that
+    replace the tiny ones (features.max_len=1024)."""
     config = tmp / "exp.yaml"
     config.write_text(yaml.safe_dump({"task": "spans", "spans": section}))
-    overrides = tiny_overrides(tmp, model_dir, data)
+    overrides = [*tiny_overrides(tmp, model_dir, data), *extra]
     submission = tmp / "submission.csv"
     stages = run_week(config, overrides, tmp / "outputs" / "s", submission)
     return SpansRun(tmp, config, overrides, stages, submission, train, test, sample)
