@@ -73,26 +73,28 @@ class DocumentRun:
     submission: Path
     answers: Path
     test: Path
+    name: str = "d"
 
     @property
     def root(self) -> Path:
-        return self.tmp / "outputs" / "d"
+        return self.tmp / "outputs" / self.name
 
 
 def document_run(tmp: Path, model_dir: Path, task: str, section: dict, sample_columns: dict,
-                 extra: list[str] = ()) -> DocumentRun:
+                 extra: list[str] = (), name: str = "d") -> DocumentRun:
     """A tiny experiment of `task` (its section: `section`) trained, inferred and blended through the CLIs on 40
-    synthetic training documents (2 folds) and 12 test ones; extra: more --set values."""
+    synthetic training documents (2 folds) and 12 test ones; extra: more --set values; name: the experiment's, so
+    that several share tmp's data and folds (the data is written again, byte for byte the same)."""
     paths = write_competition(tmp / "data", 40, 12)
     test_ids = pd.read_csv(paths["test"], dtype=str)["id"]
     write_sample(paths["test"].with_name("sample_submission.csv"), test_ids, sample_columns)
     config = tmp / "exp.yaml"
     config.write_text(yaml.safe_dump({"task": task, task: {"tail_tokens": 16, **section}}))
-    overrides = ["name=d", f"output_dir={tmp / 'outputs'}", f"folds.folds_dir={tmp / 'folds'}",
+    overrides = [f"name={name}", f"output_dir={tmp / 'outputs'}", f"folds.folds_dir={tmp / 'folds'}",
                  f"model.name_or_path={model_dir}", f"data.train_csv={paths['train']}",
                  f"data.test_csv={paths['test']}", "folds.n_folds=2", "features.max_len=48", "features.doc_stride=8",
                  "train.epochs=1", "train.batch_size=8", "train.evals_per_epoch=2", "train.eval_start_epoch=0",
                  "runtime.save_every_steps=0", "tracking.wandb=disabled", *extra]
-    submission = tmp / "submission.csv"
-    stages = run_week(config, overrides, tmp / "outputs" / "d", submission)
-    return DocumentRun(tmp, config, overrides, stages, submission, paths["answers"], paths["test"])
+    submission = tmp / f"submission_{name}.csv"
+    stages = run_week(config, overrides, tmp / "outputs" / name, submission)
+    return DocumentRun(tmp, config, overrides, stages, submission, paths["answers"], paths["test"], name)

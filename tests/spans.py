@@ -9,9 +9,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
+from foldnlp.scores import Scores
 from helpers import FIXTURES, run_week
 
 IL_NER = FIXTURES / "il_ner_hindi_sample"
@@ -72,6 +74,18 @@ def write_feedback_layout(folder: Path, n_train: int = 12, n_test: int = 3, seed
     pd.DataFrame({"id": test_ids, "class": "", "predictionstring": ""}).to_csv(folder / "sample_submission.csv",
                                                                               index=False)
     return {"train": folder / "train.csv", "test": folder / "test", "sample": folder / "sample_submission.csv"}
+
+
+def word_scores(ids, tags: list[list[str]], channels, sure: float | list[list[float]] = 0.9) -> Scores:
+    """Log-probabilities per word that make each word's tag the most probable (probability `sure`: one for every
+    word, or one per word of each document), the rest shared evenly by the other channels."""
+    arrays = []
+    for k, doc in enumerate(tags):
+        p_tag = np.full(len(doc), sure) if np.isscalar(sure) else np.asarray(sure[k], dtype=float)
+        p = np.repeat(((1 - p_tag) / (len(channels) - 1))[:, None], len(channels), axis=1)
+        p[np.arange(len(doc)), [channels.index(t) for t in doc]] = p_tag
+        arrays.append(np.log(p))
+    return Scores.from_lists(np.asarray(ids, dtype=object), arrays, "word", channels)
 
 
 def _word_spans(text: str) -> list[tuple[int, int]]:

@@ -64,7 +64,7 @@ def test_each_members_cv_is_shown_beside_the_blend(two_runs, tmp_path):
     assert code == 0, err[-3000:]
     assert member_value(out, "blend") == alone[bad]
     worse = re.search(rf"  {alone[bad]:.4f}  \(WORSE than the best member, {re.escape(str(good))}, by ([\d.]+): drop "
-                      r"or down-weight \(--weights\) the weaker members\)", out)
+                      r"or down-weight \(--weights, or --fit-weights\) the weaker members\)", out)
     assert worse and float(worse[1]) == pytest.approx(alone[good] - alone[bad], abs=1.5e-4)
     code, out, _ = run_cli("ensemble.py", "--experiments", good, bad, "--weights", 1, 0, *TEST, "--out",
                            tmp_path / "s.csv", "--quiet")

@@ -13,13 +13,12 @@ import torch.nn.functional as F
 from foldnlp.batching import IGNORE_INDEX
 from foldnlp.config import from_dict
 from foldnlp.errors import InputError
-from foldnlp.scores import Scores
 from foldnlp.steps.infer import sample_submission_path
 from foldnlp.tasks import get_task
 from foldnlp.tasks.spans import data
 from foldnlp.tasks.spans.data import bio_channels
 from helpers import run_cli
-from spans import BIO_TEST, BIO_TRAIN, CLASSES, FEEDBACK_TEST, write_feedback_layout
+from spans import BIO_TEST, BIO_TRAIN, CLASSES, FEEDBACK_TEST, word_scores, write_feedback_layout
 
 
 def task_of(data: dict, **section):
@@ -133,16 +132,6 @@ def test_the_loss_ignores_ignore_index(layout):
     shifted = logits.clone()
     shifted[~keep] = 100 * torch.randn(int((~keep).sum()), 7)
     assert task.loss({"logits": shifted}, {"labels": labels}).item() == pytest.approx(loss.item())
-
-
-def word_scores(ids, tags: list[list[str]], channels, sure: float = 0.9) -> Scores:
-    """Log-probabilities per word that make each word's tag the most probable (probability `sure`)."""
-    arrays = []
-    for doc in tags:
-        p = np.full((len(doc), len(channels)), (1 - sure) / (len(channels) - 1))
-        p[np.arange(len(doc)), [channels.index(t) for t in doc]] = sure
-        arrays.append(np.log(p))
-    return Scores.from_lists(np.asarray(ids, dtype=object), arrays, "word", channels)
 
 
 TAGS = [["O", "B-Thesis", "I-Thesis", "I-Thesis", "O", "B-Support", "O"],

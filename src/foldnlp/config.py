@@ -179,6 +179,11 @@ def from_dict(raw: dict, overrides: list[str] = (), *, where: str = "config") ->
     return cfg
 
 
+def with_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """cfg with "section.key=value" overrides applied, typed and checked as --set values are."""
+    return from_dict(to_dict(cfg), overrides)
+
+
 def _move_old_keys(raw: dict, moved: dict[str, str], where: str) -> None:
     """Rewrite keys that earlier versions kept elsewhere (train.save_every_steps → runtime.save_every_steps)."""
     for old, new in moved.items():

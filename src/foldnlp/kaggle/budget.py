@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from foldnlp.config import ExperimentConfig, from_dict, to_dict, value_at
+from foldnlp.config import ExperimentConfig, value_at, with_overrides
 from foldnlp.errors import InputError
 from foldnlp.inference import predict
 from foldnlp.modeling import load_tokenizer
@@ -211,7 +211,7 @@ def _fitting(experiments: list[_Experiment], estimates: list[Estimate], test: pd
                 changes = [f"features.doc_stride={stride}"]
                 if max_words is not None:
                     changes.append(f"{exp.task.truncation_key}={max_words}")
-                cfg = from_dict(to_dict(exp.cfg), changes)
+                cfg = with_overrides(exp.cfg, changes)
                 candidates.append((len(get_task(cfg).windows(exp.tokenizer, test, with_targets=False)), stride,
                                    max_words))
         fitting = [c for c in candidates if c[0] <= est.windows * factor]

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from foldnlp import artifacts, test_outputs
+from foldnlp import artifacts, oof_weights, test_outputs
+from foldnlp.blend_weights import DEFAULT_ROUNDS
 from foldnlp.ensembling import average_scores
 from foldnlp.errors import InputError, format_rows
 from foldnlp.folds import read_folds
+from foldnlp.postprocess_ablation import ablation_report
 from foldnlp.provenance import file_sha256, mismatch
 from foldnlp.runs import Run, open_run
 from foldnlp.scores import Scores, concat_scores
@@ -54,9 +56,11 @@ class Experiment:
 
 def ensemble(experiments: list[str | Path], *, weights: list[float] | None, test_csv: str | None,
              sample_csv: str | None, out: Path, overrides: list[str] = (), folds: list[list[int]] | None = None,
-             score_oof: bool = True, allow_mixed_folds: bool = False) -> str:
+             score_oof: bool = True, allow_mixed_folds: bool = False, fit_weights: bool = False,
+             fit_rounds: int = DEFAULT_ROUNDS) -> str:
     """Write the blended submission to `out`; returns the report: the CV of the blended out-of-fold outputs, each
-    member's beside it, and which test outputs were blended.
+    member's beside it, what each post-processing rule is worth on them, which test outputs were blended, and
+    what was written.
 
     experiments: members, each a run folder, `RUN@KEY` (its test outputs RUN/test/KEY/; default: the most recent
     made from the test file) or a folder written by infer.py --out-dir; one run may come several times with
@@ -66,10 +70,17 @@ def ensemble(experiments: list[str | Path], *, weights: list[float] | None, test
     folds: per member, the folds to blend (default: every trained fold, found by its metrics.json).
     score_oof=False skips the CV report and the training-side checks, for test-only run folders (a Kaggle kernel
     has no OOF outputs, metrics or train CSV); test ids are checked either way.
+    fit_weights: the members' weights fit on their out-of-fold outputs (oof_weights, at most fit_rounds additions
+    of greedy selection), reported with the honest per-fold estimate, written to <out>.weights.json and used for
+    the test blend; refused with weights or without score_oof.
     Experiments whose fold files or data differ, or whose out-of-fold outputs do not cover every training id
     exactly once, are refused (InputError) unless allow_mixed_folds, which warns and scores the CV on the ids
     every experiment covers exactly once. Test outputs made from another test file than test_csv are refused.
     """
+    if fit_weights and weights is not None:
+        raise InputError("--fit-weights fits the weights on the out-of-fold outputs: drop --weights")
+    if fit_weights and not score_oof:
+        raise InputError("--fit-weights fits the weights on the out-of-fold outputs, which --no-cv skips: drop one")
     folds = folds if folds is not None else [None] * len(experiments)
     members = [_open(spec, k, overrides if i == 0 else [], checked=score_oof, allow_mixed_folds=allow_mixed_folds)
                for i, (spec, k) in enumerate(zip(experiments, folds, strict=True))]
@@ -81,17 +92,39 @@ def ensemble(experiments: list[str | Path], *, weights: list[float] | None, test
         raise InputError(f"--weights: {len(weights)} weights for {len(members)} experiments")
     task = get_task(members[0].cfg)
     check_blend_overrides(overrides, task)
+    written = []
     if score_oof:
         _check_same_folds(members, allow_mixed_folds)
-        train, fold_of_id, member_oof, oof = blended_oof(task, members, weights, allow_mixed_folds)
+        labels = [e.spec for e in members]
+        train, fold_of_id, member_oof = members_oof(task, members, allow_mixed_folds)
+        fit = None
+        if fit_weights and len(members) > 1:
+            _blend(member_oof, None, "out-of-fold outputs")  # members that cannot blend fail here, in one line
+            fit = oof_weights.fit_weights(task, train, fold_of_id, labels, member_oof, max_rounds=fit_rounds)
+            weights = fit.weights
+        oof = _blend(member_oof, weights, "out-of-fold outputs")
         report = [task.cv_report(train, oof, fold_of_id)]
-        if len(members) > 1:
-            report.append(member_report(task, train, [e.spec for e in members], member_oof, oof))
-        fit = task.fit_decoding(train, oof, fold_of_id)
+        blend_value = fit.value if fit is not None else None  # the metric of oof, once decoded
         if fit is not None:
             report.append(fit.report)
-            task = fit.task
-            artifacts.atomic_write_json(decoding_path(out), fit.settings)
+            artifacts.atomic_write_json(weights_path(out), fit.record)
+            written.append(f"wrote {weights_path(out)} (the fitted weights, used for the test blend: pass them "
+                           f"back with --weights {' '.join(repr(w) for w in fit.weights)})")
+        elif fit_weights:
+            report.append("--fit-weights: one experiment, nothing to fit (its weight is 1)")
+        elif len(members) > 1:
+            blend_value = task.metric(train, oof)
+            report.append(member_report(task, labels, [task.metric(train, m) for m in member_oof], blend_value,
+                                        len(oof)))
+        ablation = ablation_report(task, train, oof, blend_value)
+        if ablation is not None:
+            report.append(ablation)
+        decoding = task.fit_decoding(train, oof, fold_of_id)
+        if decoding is not None:
+            report.append(decoding.report)
+            task = decoding.task
+            artifacts.atomic_write_json(decoding_path(out), decoding.settings)
+            written.append(f"wrote {decoding_path(out)} (the decoding settings fit on the out-of-fold blend)")
     else:
         report = ["CV not computed (test-only blend)"]
     test_csv, sample_csv = test_paths(members[0].cfg, test_csv, sample_csv)
@@ -112,9 +145,10 @@ def ensemble(experiments: list[str | Path], *, weights: list[float] | None, test
     artifacts.atomic_write_csv(out, submission)
     for name, table in task.side_tables(test, blended).items():
         artifacts.atomic_write_csv(side_table_path(out, name), table)
-    log.info("wrote %s: %d rows, blended from %s", out, len(submission),
-             ", ".join(f"{r.label} folds {e.folds}" for e, r in zip(members, chosen)))
-    return "\n".join(report)
+        written.append(f"wrote {side_table_path(out, name)}")
+    report.append(f"wrote {out}: {len(submission)} rows, blended from "
+                  + ", ".join(f"{r.label} folds {e.folds}" for e, r in zip(members, chosen)))
+    return "\n".join(report + written)
 
 
 def parse_member(spec: str | Path) -> tuple[Path, str | None]:
@@ -151,15 +185,13 @@ def check_blend_overrides(overrides: list[str], task) -> None:
                              "inference with infer.py --set, then blend those outputs")
 
 
-def member_report(task, examples: pd.DataFrame, labels: list[str], members: list[Scores], blend: Scores) -> str:
-    """Each member's score beside the blend's, on the same out-of-fold ids, so that a blend worse than its best
-    member shows."""
-    values = [task.score(examples, task.decode(examples, m)) for m in members]
-    blended = task.score(examples, task.decode(examples, blend))
+def member_report(task, labels: list[str], values: list[float], blended: float, n_ids: int) -> str:
+    """Each member's score (values) beside the blend's, on the same n_ids out-of-fold ids, so that a blend worse
+    than its best member shows."""
     sign = 1 if task.higher_is_better else -1
     best = max(range(len(values)), key=lambda i: sign * values[i])
     width = max(len(label) for label in [*labels, "blend"])
-    lines = [f"{task.metric_name} of each member on the same {len(blend)} out-of-fold ids "
+    lines = [f"{task.metric_name} of each member on the same {n_ids} out-of-fold ids "
              f"({'higher' if task.higher_is_better else 'lower'} is better):"]
     lines += [f"  {label:<{width}}  {value:.4f}" for label, value in zip(labels, values)]
     gain = sign * (blended - values[best])
@@ -169,7 +201,7 @@ def member_report(task, examples: pd.DataFrame, labels: list[str], members: list
         verdict = f"the same as the best member, {labels[best]}"
     else:
         verdict = (f"WORSE than the best member, {labels[best]}, by {abs(blended - values[best]):.4f}: drop or "
-                   "down-weight (--weights) the weaker members")
+                   "down-weight (--weights, or --fit-weights) the weaker members")
     lines.append(f"  {'blend':<{width}}  {blended:.4f}  ({verdict})")
     return "\n".join(lines)
 
@@ -179,15 +211,20 @@ def decoding_path(out: Path) -> Path:
     return out.with_suffix(".decoding.json")
 
 
+def weights_path(out: Path) -> Path:
+    """submission.csv → submission.weights.json: the member weights fit on the out-of-fold outputs."""
+    return out.with_suffix(".weights.json")
+
+
 def side_table_path(out: Path, name: str) -> Path:
     """submission.csv → submission.<name>.csv (QA: submission.nbest.csv, the n best answers per test id)."""
     return out.with_suffix(f".{name}.csv")
 
 
-def blended_oof(task, experiments: list[Experiment], weights: list[float] | None,
-                allow_mixed_folds: bool = False) -> tuple[pd.DataFrame, pd.Series, list[Scores], Scores]:
-    """(training examples, fold per id, each member's out-of-fold scores, their blend), every experiment's OOF
-    checked to cover the training ids exactly once (or, with allow_mixed_folds, cut to the ids all cover once)."""
+def members_oof(task, experiments: list[Experiment],
+                allow_mixed_folds: bool = False) -> tuple[pd.DataFrame, pd.Series, list[Scores]]:
+    """(training examples, fold per id, each member's out-of-fold scores), every experiment's OOF checked to cover
+    the training ids exactly once (or, with allow_mixed_folds, cut to the ids all cover once)."""
     cfg = experiments[0].cfg
     train = task.read_train()
     folds = read_folds(artifacts.fold_file(cfg.folds.folds_dir, cfg.folds.scheme), train["id"])
@@ -202,7 +239,7 @@ def blended_oof(task, experiments: list[Experiment], weights: list[float] | None
         log.warning("--allow-mixed-folds: %s; the CV covers the %d ids every experiment has exactly once",
                     "; ".join(problems), len(common))
         members = [m.select(common) for m in members]
-    return train, folds, members, _blend(members, weights, "out-of-fold outputs")
+    return train, folds, members
 
 
 def oof_coverage_problem(oof_ids, folds: pd.Series, trained: list[int]) -> str:

@@ -156,6 +156,12 @@ class Task(abc.ABC):
         """Predictions: `id` plus the task's prediction columns, zero or more rows per id, in scores.ids order.
         clean=False skips post-processing (the CV report shows what it is worth)."""
 
+    def postprocess_rules(self) -> dict[str, str]:
+        """The post-processing rules decode applies with these settings, each named and mapped to the config
+        override ("section.key=value") that switches it off; ensemble.py prints the out-of-fold CV without each one.
+        Only rules that are on and can change a prediction are listed; {} (the default): none, nothing printed."""
+        return {}
+
     def fit_decoding(self, examples: pd.DataFrame, oof_scores: Scores, folds: pd.Series) -> DecodingFit | None:
         """Decoding settings (thresholds, minimum lengths) fit on out-of-fold scores (folds: fold per id, for an
         honest estimate fit on the other folds); the test blend is decoded by the fit's task. None: nothing to
@@ -165,6 +171,12 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def score(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> float:
         """The competition metric of predictions against the examples' truth."""
+
+    def metric(self, examples: pd.DataFrame, scores: Scores) -> float:
+        """The competition metric of scores decoded, against the truth of their examples only (examples may hold
+        more, e.g. every training row for one fold's scores)."""
+        own = examples[examples["id"].isin(set(scores.ids.tolist()))]
+        return self.score(own, self.decode(own, scores))
 
     @abc.abstractmethod
     def with_truth(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:

@@ -1,9 +1,15 @@
-"""Clean predicted QA answers: trim edge punctuation, keeping abbreviation dots and brackets that have a partner."""
+"""Clean predicted QA answers: trim edge punctuation, keeping abbreviation dots and brackets that have a partner.
+Each step is one switch of qa.decode.postprocess (PostprocessSettings), so its worth can be checked on the
+out-of-fold blend."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+
+from foldnlp.tasks.qa.settings import PostprocessSettings
+
+ALL_STEPS = PostprocessSettings()
 
 # Trimmed from either edge of an answer: every Unicode punctuation character (categories P*: the Hindi danda '।'
 # '॥', the Arabic comma, semicolon and question mark '، ؛ ؟', CJK '。、', dashes, quotes, brackets, ...), a few
@@ -41,37 +47,45 @@ _JOINERS = "\u200c\u200d"  # ZWNJ/ZWJ: shape conjuncts inside an akshara, never 
 _DOT_BREAK = re.compile(r"\.(?:\s|$)")  # a '.' that could end a sentence
 
 
-def clean_answer(text: str, context: str | None = None) -> str:
+def clean_answer(text: str, context: str | None = None, steps: PostprocessSettings = ALL_STEPS) -> str:
     """Trim edge whitespace and edge punctuation (is_edge_punctuation) until nothing changes (idempotent).
 
-    Rules, applied at each edge:
-    - a bracket or quote pair enclosing the whole answer is removed: '(1983)' -> '1983';
-    - an edge bracket/quote is removed only if unpaired inside the answer: 'मराठी (भाषा)' is kept whole;
-    - a final '.' stays when the last word is an abbreviation (_keeps_final_dot): 'ई.पू.', 'डॉ.', 'U.S.', 'St.';
+    Rules, applied at each edge, each one a switch of `steps` (all on by default):
+    - edge whitespace is stripped (strip_whitespace);
+    - edge punctuation is trimmed, one character a pass (strip_punctuation), except that
+    - an edge bracket/quote is removed only if unpaired inside the answer: 'मराठी (भाषा)' is kept whole
+      (keep_paired_brackets);
+    - a final '.' stays when the last word is an abbreviation (_keeps_final_dot): 'ई.पू.', 'डॉ.', 'U.S.', 'St.'
+      (keep_abbreviation_dots);
     - with the context, a final '.' after a letter also stays if the context ends its sentences with the danda:
-      there '.' marks abbreviations, not sentence ends.
+      there '.' marks abbreviations, not sentence ends (danda_keeps_dots);
+    - a bracket or quote pair enclosing the whole answer is removed: '(1983)' -> '1983' (strip_enclosing_pairs).
     Only edge punctuation/whitespace is ever removed, so an answer with any other character never becomes empty.
     """
-    danda_text = context is not None and _ends_sentences_with_danda(context)
+    danda_text = steps.danda_keeps_dots and context is not None and _ends_sentences_with_danda(context)
     while True:
-        cleaned = _trim_once(text, danda_text)
+        cleaned = _trim_once(text, danda_text, steps)
         if cleaned == text:
             return text
         text = cleaned
 
 
-def _trim_once(text: str, danda_text: bool) -> str:
+def _trim_once(text: str, danda_text: bool, steps: PostprocessSettings) -> str:
     """One pass: strip whitespace, then at most one character (or one enclosing pair) from each edge."""
-    text = text.strip()
+    if steps.strip_whitespace:
+        text = text.strip()
     if len(text) < 2:
-        return "" if len(text) == 1 and is_edge_punctuation(text) else text
+        return "" if len(text) == 1 and steps.strip_punctuation and is_edge_punctuation(text) else text
     partners = _partners(text)
     last = len(text) - 1
-    if partners.get(0) == last:
+    if steps.strip_enclosing_pairs and partners.get(0) == last:
         return text[1:-1]
-    lo = 1 if is_edge_punctuation(text[0]) and 0 not in partners else 0
-    hi = last if is_edge_punctuation(text[-1]) and last not in partners else last + 1
-    if hi == last and text[-1] == "." and _keeps_final_dot(text, danda_text):
+    if not steps.strip_punctuation:
+        return text
+    kept = partners if steps.keep_paired_brackets else {}
+    lo = 1 if is_edge_punctuation(text[0]) and 0 not in kept else 0
+    hi = last if is_edge_punctuation(text[-1]) and last not in kept else last + 1
+    if hi == last and text[-1] == "." and steps.keep_abbreviation_dots and _keeps_final_dot(text, danda_text):
         hi = last + 1
     return text[lo:hi]
 

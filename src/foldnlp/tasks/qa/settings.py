@@ -8,10 +8,24 @@ from foldnlp.errors import InputError
 
 
 @dataclass(frozen=True)
+class PostprocessSettings:
+    """The cleaning steps of a decoded answer (tasks/qa/postprocess.py), each switchable: ensemble.py prints the
+    out-of-fold CV without each one that is on."""
+
+    strip_whitespace: bool = True  # edge whitespace
+    strip_punctuation: bool = True  # edge punctuation and stray symbols ('भारत।' -> 'भारत'), repeated
+    strip_enclosing_pairs: bool = True  # a bracket or quote pair around the whole answer: '(1983)' -> '1983'
+    keep_paired_brackets: bool = True  # an edge bracket paired inside the answer stays: 'मराठी (भाषा)'
+    keep_abbreviation_dots: bool = True  # the final '.' of an abbreviation stays: 'ई.पू.', 'डॉ.', 'U.S.', 'St.'
+    danda_keeps_dots: bool = True  # in a context whose sentences end with '।', a final '.' after a letter stays
+
+
+@dataclass(frozen=True)
 class DecodeSettings:
     max_answer_chars: int | None = 100
     max_answer_words: int | None = None
     n_best: int = 5  # candidates per test question written to submission.nbest.csv beside the submission
+    postprocess: PostprocessSettings = field(default_factory=PostprocessSettings)
 
 
 @dataclass(frozen=True)

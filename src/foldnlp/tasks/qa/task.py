@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -144,8 +145,20 @@ class QATask(Task):
         decode = self.settings.decode
         raw = decode_all(contexts, scores, max_answer_chars=decode.max_answer_chars,
                          max_answer_words=decode.max_answer_words)
-        answers = _cleaned(raw, contexts) if clean else raw
+        answers = self._cleaned(raw, contexts) if clean else raw
         return pd.DataFrame({"id": scores.ids, "prediction": answers})
+
+    def postprocess_rules(self) -> dict[str, str]:
+        """Each cleaning step that qa.decode.postprocess has on (PostprocessSettings), switched off by its key."""
+        steps = self.settings.decode.postprocess
+        return {f.name: f"qa.decode.postprocess.{f.name}=false" for f in dataclasses.fields(steps)
+                if getattr(steps, f.name)}
+
+    def _cleaned(self, answers: list[str], contexts: list[str]) -> list[str]:
+        """Post-processed answers (the steps of qa.decode.postprocess); a span of punctuation alone would clean to
+        '', which scores 0 for sure, so the raw span is kept then."""
+        steps = self.settings.decode.postprocess
+        return [clean_answer(answer, context, steps) or answer for answer, context in zip(answers, contexts)]
 
     def score(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> float:
         """Mean word-level Jaccard (the competition metric)."""
@@ -161,7 +174,7 @@ class QATask(Task):
         frame = examples.set_index("id").loc[list(scores.ids)].reset_index()
         raw = self.decode(frame, scores, clean=False)["prediction"].tolist()
         frame = frame.assign(fold=frame["id"].map(folds).to_numpy(), raw=raw,
-                             prediction=_cleaned(raw, frame["context"].tolist()))
+                             prediction=self._cleaned(raw, frame["context"].tolist()))
         by_fold = jaccard_report(frame, "fold")
         by_language = jaccard_report(frame, "language")
         without = jaccard_report(frame, prediction_col="raw")["jaccard"].iloc[0]
@@ -191,7 +204,7 @@ class QATask(Task):
             start, end = scores.example(i).T
             spans = decode_best_span(context, start, end, max_answer_chars=decode.max_answer_chars,
                                      max_answer_words=decode.max_answer_words, n_best=decode.n_best)
-            answers = _cleaned([context[s:e] for s, e, _ in spans], [context] * len(spans))
+            answers = self._cleaned([context[s:e] for s, e, _ in spans], [context] * len(spans))
             rows += [(scores.ids[i], rank, answer, round(float(v), 4), s, e)
                      for rank, (answer, (s, e, v)) in enumerate(zip(answers, spans), start=1)]
         return pd.DataFrame(rows, columns=["id", "rank", "answer", "score", "char_start", "char_end"])
@@ -200,12 +213,6 @@ class QATask(Task):
 def _contexts_of(examples: pd.DataFrame, scores: Scores) -> list[str]:
     """The contexts of scores' examples, in scores.ids order, looked up by id."""
     return examples.set_index("id").loc[list(scores.ids), "context"].tolist()
-
-
-def _cleaned(answers: list[str], contexts: list[str]) -> list[str]:
-    """Post-processed answers; a span of punctuation alone would clean to '', which scores 0 for sure, so the raw
-    span is kept then."""
-    return [clean_answer(answer, context) or answer for answer, context in zip(answers, contexts)]
 
 
 TASK = QATask

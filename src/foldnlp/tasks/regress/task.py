@@ -126,6 +126,16 @@ class RegressTask(DocumentTask):
             frame[RAW + target] = values[:, j]
         return frame
 
+    def postprocess_rules(self) -> dict[str, str]:
+        """qwk with regress.thresholds set: the cut points, switched off for midpoints (rounding to the nearest
+        grade). regress.clip_to_train_range is not among them: it clips each fold's predictions to that fold's own
+        training range when the scores are made (window_scores), so the stored out-of-fold scores are already
+        clipped and a blend cannot undo it; clipping the blend instead would need one range for every fold, which
+        would hold the held-out fold's own targets."""
+        if not self.is_graded or self.settings.thresholds is None:
+            return {}
+        return {"thresholds": "regress.thresholds=null"}
+
     def score(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> float:
         truth = self.values(rows_of(examples, predictions["id"]), "the answers")
         columns = list(self.channels)

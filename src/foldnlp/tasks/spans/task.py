@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,25 @@ class SpansTask(Task):
     def decode(self, examples: pd.DataFrame, scores: Scores, *, clean: bool = True) -> pd.DataFrame:
         """id, class, predictionstring, score: the spans decoded from the word scores by spans.decode."""
         return decode_documents(scores, self.rules())
+
+    def postprocess_rules(self) -> dict[str, str]:
+        """Per class, its minimum length and its minimum mean probability (spans.decode, class_rules first), where
+        they drop spans (above 1 word, above 0); each is switched off by class_rules listing every class's rule
+        with that one set to keep every span."""
+        rules = self.rules()
+
+        def without(cls: str, **no_op) -> str:
+            entries = [f"{c}:{r.min_words}:{r.min_mean_prob}"
+                       for c, r in {**rules, cls: dataclasses.replace(rules[cls], **no_op)}.items()]
+            return f"spans.decode.class_rules={json.dumps(entries, ensure_ascii=False)}"
+
+        switches = {}
+        for cls, rule in rules.items():
+            if rule.min_words > 1:
+                switches[f"{cls} min_words {rule.min_words}"] = without(cls, min_words=1)
+            if rule.min_mean_prob > 0:
+                switches[f"{cls} min_mean_prob {rule.min_mean_prob}"] = without(cls, min_mean_prob=0.0)
+        return switches
 
     def truth(self, examples: pd.DataFrame, ids=None) -> pd.DataFrame:
         """The true spans of the examples (of `ids` only, if given) as a span table."""
