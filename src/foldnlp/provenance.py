@@ -61,16 +61,17 @@ def mismatch(recorded: dict, current: dict) -> str:
 
 def differences(recorded: dict, current: dict) -> list[str]:
     """'train.lr: 0.0001 → 0.0002' for every config field that differs between two training_config() dicts."""
-    flat_a, flat_b = _flatten(recorded), _flatten(current)
+    flat_a, flat_b = flatten_config(recorded), flatten_config(current)
     return [f"{key}: {flat_a.get(key, '(absent)')} → {flat_b.get(key, '(absent)')}"
             for key in sorted(set(flat_a) | set(flat_b)) if flat_a.get(key) != flat_b.get(key)]
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
+def flatten_config(tree: dict, prefix: str = "") -> dict:
+    """{"train.lr": 0.0001, ...}: a nested config dict's leaves under dotted keys."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten_config(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

@@ -48,6 +48,9 @@ class FitResult:
     best_payload: Any = None
     stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
+    windows_per_epoch: int = 0  # training windows an epoch draws (QA: every answer window, a share of the others)
+    steps: int = 0  # optimizer steps trained, resumed ones included
+    steps_per_epoch: int = 0
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
@@ -102,8 +105,9 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
         log.info("resumed from %s at step %d of %d (epoch %d, batch %d; best %s %s)", state.folder, at.step,
                  total_steps, at.epoch, at.batches_done, metric_name,
                  "none yet" if at.best_score is None else f"{at.best_score:.4f} at step {at.best_step}")
+    windows_per_epoch = sum(len(b) for b in first_epoch)
     log.info("training on %d of %d windows per epoch, %d steps (%d per epoch), evaluating every %d steps, %s",
-             sum(len(b) for b in first_epoch), len(data.input_ids), total_steps, steps_per_epoch, eval_every,
+             windows_per_epoch, len(data.input_ids), total_steps, steps_per_epoch, eval_every,
              accelerator.mixed_precision)
     best_payload = None
     started = time.perf_counter()
@@ -160,7 +164,8 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
             at.epoch, at.batches_done, at.epoch_rng = at.epoch + 1, 0, None
     bar.close()
     best = (-math.inf if higher_is_better else math.inf) if at.best_score is None else at.best_score
-    return FitResult(best, at.best_step, best_payload, at.stopped_early, at.history)
+    return FitResult(best, at.best_step, best_payload, at.stopped_early, at.history, windows_per_epoch, at.step,
+                     steps_per_epoch)
 
 
 def _train_batch(model, optimizer, accelerator: Accelerator, batch: dict, loss_fn, max_grad_norm: float):

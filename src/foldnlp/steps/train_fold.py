@@ -107,7 +107,10 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     metrics = {"fold": fold, "metric": task.metric_name, "higher_is_better": task.higher_is_better,
                task.metric_name: result.best_score, "best_step": result.best_step,
                "stopped_early": result.stopped_early, "train_seconds": round(time.perf_counter() - started, 1),
-               "train_rows": len(train), "valid_rows": len(valid), "history": result.history,
+               "train_rows": len(train), "valid_rows": len(valid),
+               # Windows and steps give the report its windows per second: train_windows × steps / steps_per_epoch
+               "train_windows": result.windows_per_epoch, "steps": result.steps,
+               "steps_per_epoch": result.steps_per_epoch, "history": result.history,
                "provenance": provenance}
     scores, predictions = payload
     artifacts.save_scores(paths.oof_scores(fold), scores)

@@ -49,6 +49,18 @@ class DecodingFit:
     settings: dict  # what was fit, as written beside the submission (<out>.decoding.json)
 
 
+@dataclass(frozen=True)
+class GroupScores:
+    """A measure of out-of-fold predictions per group of examples (or of spans), for the leaderboard and its plots
+    (python -m foldnlp.report): Task.score_by_group and Task.score_by_bucket."""
+
+    by: str  # what the groups are, as an axis label: "language", "class", "context length (characters)"
+    measure: str  # what a score is: the metric ("jaccard") or a per-group one ("F1", "recall", "RMSE")
+    higher_is_better: bool
+    # Columns group (str), n (examples, or true spans, in the group), score; rows in display order.
+    table: pd.DataFrame
+
+
 class Task(abc.ABC):
     """One kind of competition, bound to an experiment config (`cfg.settings` is the task's own section)."""
 
@@ -185,6 +197,18 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def cv_report(self, examples: pd.DataFrame, scores: Scores, folds: pd.Series) -> str:
         """Printable CV of out-of-fold scores: overall and per fold (folds: fold per id), and what else helps."""
+
+    def score_by_group(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> GroupScores | None:
+        """The leaderboard's per-group columns: a measure per group of the examples (QA: Jaccard per language;
+        classify and spans: F1 per class; regress: RMSE per target). examples and predictions as score() takes
+        them: the examples scored, their predictions. None: no groups (the default)."""
+        return None
+
+    def score_by_bucket(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> GroupScores | None:
+        """The leaderboard's bucket plot: a measure per bucket the task chooses (QA: context length; spans: class;
+        classify: true class; regress: quantile of the target), with labels that do not depend on which examples
+        are scored, so that the bars of experiments line up. Arguments as score_by_group. None: no buckets."""
+        return None
 
     @abc.abstractmethod
     def submission(self, sample: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from foldnlp.errors import InputError, format_rows
 from foldnlp.tables import read_text_csv, refuse_bad_cells, require_columns, row_labels
+from foldnlp.tasks.base import GroupScores
 from foldnlp.tasks.document.data import parse_binary, read_documents, sorted_labels
 from foldnlp.tasks.document.metrics import CLASSIFICATION_METRICS
 from foldnlp.tasks.document.task import DocumentTask, mean_per_example, rows_of
@@ -155,6 +156,32 @@ class ClassifyTask(DocumentTask):
                 others.append(f"{name} n/a ({err})")
         return "\n".join([*self.cv_lines(examples, predictions, folds), "other metrics: " + ", ".join(others)])
 
+    def score_by_group(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> GroupScores:
+        """F1 of each class, one against the rest (the argmax class predicted; multi-label: each label at
+        probability 0.5); n: the documents of the class. A class neither true nor predicted anywhere has none."""
+        true, predicted = self._one_hot(examples, predictions)
+        hits = (true & predicted).sum(0)
+        return self._per_class("F1", true, 2 * hits / _nonzero(true.sum(0) + predicted.sum(0)))
+
+    def score_by_bucket(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> GroupScores:
+        """Recall per true class: the share of each class's documents predicted as it (multi-label: of each
+        label's positives found at probability 0.5)."""
+        true, predicted = self._one_hot(examples, predictions)
+        return self._per_class("recall", true, (true & predicted).sum(0) / _nonzero(true.sum(0)))
+
+    def _one_hot(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(n, C) bool each of the truth and the predictions: the class (single-label) or the labels present."""
+        truth = self.targets(rows_of(examples, predictions["id"]), "the answers")
+        probs = self._probabilities(predictions)
+        if self.settings.multi_label:
+            return truth > 0, probs >= 0.5
+        eye = np.eye(len(self.classes), dtype=bool)
+        return eye[truth], eye[probs.argmax(1)]
+
+    def _per_class(self, measure: str, true: np.ndarray, values: np.ndarray) -> GroupScores:
+        return GroupScores("label" if self.settings.multi_label else "class", measure, True, pd.DataFrame(
+            {"group": list(self.classes), "n": true.sum(0).astype(int), "score": values}))
+
     def submission_columns(self) -> list[str]:
         s = self.settings
         if s.multi_label or not s.submits_probabilities or len(self.classes) == 2:
@@ -197,6 +224,11 @@ class ClassifyTask(DocumentTask):
         for j, c in enumerate(self.classes):
             out[PROB + c] = probs[:, j]
         return out
+
+
+def _nonzero(counts: np.ndarray) -> np.ndarray:
+    """Counts as float denominators, 0 as nan: a ratio over nothing is undefined, not 0."""
+    return np.where(counts > 0, counts, np.nan)
 
 
 # numpy, not scipy.special: the Kaggle kernel's wheels hold no scipy.

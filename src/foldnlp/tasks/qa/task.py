@@ -17,7 +17,7 @@ from foldnlp.batching import TrainingSet
 from foldnlp.inference import TOKEN
 from foldnlp.scores import Scores
 from foldnlp.tables import check_ids_match_sample
-from foldnlp.tasks.base import Task
+from foldnlp.tasks.base import GroupScores, Task
 from foldnlp.tasks.qa.charscores import CHANNELS, UNIT, window_logits_to_char_scores
 from foldnlp.tasks.qa.data import read_answers_csv, read_qa_csv, read_sample_submission, read_squad_json
 from foldnlp.tasks.qa.decoding import decode_all, decode_best_span
@@ -32,6 +32,10 @@ from foldnlp.tasks.qa.metrics import jaccard_report, mean_jaccard
 from foldnlp.tasks.qa.postprocess import clean_answer
 
 log = logging.getLogger(__name__)
+
+# Context lengths in characters that bound the leaderboard's buckets: fixed, so that every experiment's bars line
+# up (SQuAD's paragraphs fall in the first two, chaii's Wikipedia articles spread over all six).
+CONTEXT_LENGTH_EDGES = (1_000, 2_000, 5_000, 10_000, 20_000)
 
 
 class QATask(Task):
@@ -185,6 +189,19 @@ class QATask(Task):
             "per language: " + "  ".join(f"{r.language}: {r.jaccard:.4f} (n={r.n})"
                                          for r in by_language.iloc[1:].itertuples())])
 
+    def score_by_group(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> GroupScores:
+        """Mean Jaccard per language."""
+        frame = self.with_truth(examples, predictions).assign(
+            language=examples.set_index("id").loc[list(predictions["id"]), "language"].to_numpy())
+        return _jaccard_groups(frame, "language", "language")
+
+    def score_by_bucket(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> GroupScores:
+        """Mean Jaccard per context length (CONTEXT_LENGTH_EDGES), the empty buckets left out."""
+        lengths = examples.set_index("id").loc[list(predictions["id"]), "context"].str.len().to_numpy()
+        frame = self.with_truth(examples, predictions).assign(
+            bucket=np.searchsorted(CONTEXT_LENGTH_EDGES, lengths, side="right"))
+        return _jaccard_groups(frame, "bucket", "context length (characters)", _length_bucket_labels())
+
     def submission(self, sample: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
         answers = dict(zip(predictions["id"], predictions["prediction"]))
         return pd.DataFrame({"id": sample["id"], "PredictionString": sample["id"].map(answers)})
@@ -208,6 +225,24 @@ class QATask(Task):
             rows += [(scores.ids[i], rank, answer, round(float(v), 4), s, e)
                      for rank, (answer, (s, e, v)) in enumerate(zip(answers, spans), start=1)]
         return pd.DataFrame(rows, columns=["id", "rank", "answer", "score", "char_start", "char_end"])
+
+
+def _jaccard_groups(frame: pd.DataFrame, column: str, by: str, labels: list[str] | None = None) -> GroupScores:
+    """Mean Jaccard of frame (prediction, answer_text) per value of column; labels: the text of each value."""
+    rows = jaccard_report(frame, column).iloc[1:]  # the first row is all of them
+    group = rows[column].map(lambda value: labels[value] if labels else str(value))
+    return GroupScores(by, "jaccard", True, pd.DataFrame({"group": group.to_numpy(), "n": rows["n"].to_numpy(),
+                                                          "score": rows["jaccard"].to_numpy()}))
+
+
+def _length_bucket_labels() -> list[str]:
+    """'<1k', '1k-2k', ..., '≥20k': the text of each CONTEXT_LENGTH_EDGES bucket."""
+    def short(chars: int) -> str:
+        return f"{chars // 1000}k"
+
+    edges = CONTEXT_LENGTH_EDGES
+    return [f"<{short(edges[0])}", *(f"{short(a)}-{short(b)}" for a, b in zip(edges, edges[1:])),
+            f"≥{short(edges[-1])}"]
 
 
 def _contexts_of(examples: pd.DataFrame, scores: Scores) -> list[str]:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from foldnlp.errors import InputError, format_rows
 from foldnlp.scores import VALUE
 from foldnlp.tables import read_text_csv, require_columns
-from foldnlp.tasks.base import DecodingFit
+from foldnlp.tasks.base import DecodingFit, GroupScores
 from foldnlp.tasks.document import metrics
 from foldnlp.tasks.document.data import parse_floats, read_documents
 from foldnlp.tasks.document.task import DocumentTask, mean_per_example, rows_of
@@ -189,10 +189,32 @@ class RegressTask(DocumentTask):
     def cv_report(self, examples: pd.DataFrame, scores, folds: pd.Series) -> str:
         """The metric overall and per fold, and each target's RMSE."""
         predictions = self.decode(examples, scores)
-        truth = self.values(rows_of(examples, predictions["id"]), "training data")
-        raw = predictions[[RAW + c for c in self.channels]].to_numpy(float)
+        truth, raw = self._truth_and_raw(examples, predictions)
         per_target = "  ".join(f"{c}: {metrics.rmse(truth[:, j], raw[:, j]):.4f}" for j, c in enumerate(self.channels))
         return "\n".join([*self.cv_lines(examples, predictions, folds), f"RMSE per target: {per_target}"])
+
+    def score_by_group(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> GroupScores:
+        """RMSE of each target's continuous prediction, as the CV report's per-target line."""
+        truth, raw = self._truth_and_raw(examples, predictions)
+        return GroupScores("target", "RMSE", False, pd.DataFrame(
+            {"group": list(self.channels), "n": len(truth),
+             "score": [metrics.rmse(truth[:, j], raw[:, j]) for j in range(len(self.channels))]}))
+
+    def score_by_bucket(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> GroupScores:
+        """RMSE over every target per quantile bin of the mean true target (the bins of fold_table,
+        regress.target_bins of them), q1 the lowest: labelled by rank, so that bins line up across experiments."""
+        truth, raw = self._truth_and_raw(examples, predictions)
+        bins = self.fold_table(rows_of(examples, predictions["id"]))["stratum"].astype(int).to_numpy()
+        ranks = sorted(set(bins.tolist()))
+        return GroupScores(f"quantile bin of the mean true target (of {self.settings.target_bins})", "RMSE", False,
+                           pd.DataFrame({"group": [f"q{k + 1}" for k in ranks],
+                                         "n": [int((bins == k).sum()) for k in ranks],
+                                         "score": [metrics.rmse(truth[bins == k], raw[bins == k]) for k in ranks]}))
+
+    def _truth_and_raw(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(n, T) the true targets and the continuous predictions, in the predictions' order."""
+        truth = self.values(rows_of(examples, predictions["id"]), "training data")
+        return truth, predictions[[RAW + c for c in self.channels]].to_numpy(float)
 
     def submission_columns(self) -> list[str]:
         return list(self.channels)

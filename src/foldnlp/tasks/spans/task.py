@@ -20,7 +20,7 @@ from foldnlp.errors import InputError
 from foldnlp.inference import TOKEN
 from foldnlp.scores import Scores
 from foldnlp.tables import read_text_csv, read_utf8, require_columns
-from foldnlp.tasks.base import DecodingFit, Task
+from foldnlp.tasks.base import DecodingFit, GroupScores, Task
 from foldnlp.tasks.spans import data
 from foldnlp.tasks.spans.decoding import ClassDecoding, crossfit_f1, decode_documents, fit_rules
 from foldnlp.tasks.spans.metrics import overlap_f1
@@ -233,6 +233,18 @@ class SpansTask(Task):
             f"CV overlap_f1 (out-of-fold, {len(scores)} documents, folds {sorted(int(v) for v in set(fold))}): "
             f"{macro:.4f}", "per fold:  " + "  ".join(per_fold),
             "per class: " + "  ".join(f"{c}: {v:.4f}" for c, v in per_class.items())])
+
+    def score_by_group(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> GroupScores:
+        """Overlap-F1 per class of the truth (n: its true spans), as the CV report's per-class line."""
+        truth = self.truth(examples)
+        _, per_class = overlap_f1(truth, predictions[list(data.SUBMISSION_COLUMNS)])
+        sizes = truth["class"].value_counts()
+        return GroupScores("class", "overlap F1", True, pd.DataFrame(
+            {"group": list(per_class), "n": [int(sizes[c]) for c in per_class], "score": list(per_class.values())}))
+
+    def score_by_bucket(self, examples: pd.DataFrame, predictions: pd.DataFrame) -> GroupScores:
+        """The buckets are the classes: a document holds spans of several, so its spans are bucketed, not it."""
+        return self.score_by_group(examples, predictions)
 
     def fit_decoding(self, examples: pd.DataFrame, oof_scores: Scores, folds: pd.Series) -> DecodingFit:
         """Per class, the minimum length and mean probability that maximise its F1 on the out-of-fold blend; the
