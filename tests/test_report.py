@@ -14,9 +14,10 @@ import pytest
 from matplotlib.image import imread
 
 from foldnlp.config import from_dict
+from foldnlp.ensembling import average_scores
 from foldnlp.report.__main__ import main as report_main
 from foldnlp.runs import open_run
-from foldnlp.steps.ensemble import Experiment, blended_oof
+from foldnlp.steps.ensemble import Experiment, members_oof
 from foldnlp.tasks import get_task
 from foldnlp.tasks.regress.task import RAW
 from helpers import ROOT, logging_restored, run_week
@@ -57,7 +58,8 @@ def ensemble_cv(folders, weights=None) -> float:
     """The CV ensemble.py computes for a blend of these run folders (equal weights)."""
     members = [Experiment(str(f), run := open_run(f), run.paths, None, run.provenance(run.folds[0])) for f in folders]
     task = get_task(members[0].cfg)
-    train, _, _, oof = blended_oof(task, members, weights)
+    train, _, member_oof = members_oof(task, members)
+    oof = average_scores(member_oof, weights)
     return task.score(train, task.decode(train, oof))
 
 
