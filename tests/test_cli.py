@@ -102,6 +102,24 @@ def test_without_a_terminal_progress_is_a_plain_line_per_tenth_of_the_total():
     assert plain_lines(100, 100, transient=True) == [] and plain_lines(100, 100, enabled=False) == []
 
 
+def test_a_rewound_progress_says_again_the_tenths_it_passes_again():
+    """A revert to a saved training state (training_guard.py) takes the loop back."""
+    stream = Stream(tty=False)
+    with Progress(10, "train", "step", stream=stream) as bar:
+        for step in range(1, 9):  # steps 1-4, back to 2, then steps 3-5
+            if step == 5:
+                bar.rewind(2)
+            else:
+                bar.update(1)
+    assert [line.split()[1] for line in stream.getvalue().splitlines()] == \
+        ["1/10", "2/10", "3/10", "4/10", "3/10", "4/10", "5/10"]
+    terminal = Stream(tty=True)
+    with Progress(10, "train", "step", stream=terminal) as bar:
+        bar.update(6)
+        bar.rewind(3)
+        assert bar._bar.n == 3
+
+
 def test_in_a_terminal_progress_is_a_bar():
     stream = Stream(tty=True)
     with Progress(10, "train", "step", stream=stream) as bar:

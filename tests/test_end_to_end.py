@@ -73,10 +73,14 @@ def test_metrics_history_holds_what_learning_curves_need(trained_run):
     """Each evaluation records the mean training loss since the previous one and the learning rate it ran at."""
     cfg_lr, warmup = 1e-4, 0.1  # the tiny run's train.lr and train.warmup_ratio (config defaults)
     for fold in (0, 1):
-        history = json.loads(artifacts.RunPaths(trained_run.root).metrics(fold).read_text())["history"]
+        metrics = json.loads(artifacts.RunPaths(trained_run.root).metrics(fold).read_text())
+        history = metrics["history"]
+        healing = [metrics[k] for k in ("events", "nonfinite_steps", "reverts", "lr_scale")]
+        assert healing == [[], 0, 0, 1.0]  # a clean run: nothing skipped or reverted
         total = history[-1]["step"]
         for entry in history:
-            assert set(entry) == {"step", "epoch", "jaccard", "train_loss", "lr", "elapsed_s"}
+            assert set(entry) == {"step", "epoch", "jaccard", "train_loss", "lr", "elapsed_s", "windows_per_s"}
+            assert entry["windows_per_s"] > 0  # (no peak_memory_gib: that is CUDA's)
             assert math.isfinite(entry["train_loss"]) and 0 < entry["train_loss"] < 20, entry
             # linear warmup then linear decay to 0 at the last step: the rate the step at `step` ran at
             warmup_steps = round(warmup * total)

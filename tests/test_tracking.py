@@ -17,6 +17,7 @@ def test_offline_tracker_writes_a_run_with_its_metrics_and_summary(tmp_path, mon
     records = log.read_bytes()
     assert records.startswith(b":W&B")
     assert records.count(b"valid/jaccard") >= 3 and records.count(b"train/loss") >= 3  # one history row per step
+    assert records.count(b"train/step") >= 3  # the x-axis, logged with every row (a revert logs steps again)
     assert b"best_jaccard" in records and b"best_step" in records  # the summary
     assert b"0.0001" in records  # the config
 

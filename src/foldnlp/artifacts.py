@@ -5,7 +5,8 @@ outputs/<experiment>/fold<k>/model/           best checkpoint: model.safetensors
                                               foldnlp_config.yaml (the resolved config, beside the weights)
 outputs/<experiment>/fold<k>/oof_scores.npz   out-of-fold scores (scores.py: per example, units × channels), with ids
 outputs/<experiment>/fold<k>/oof.csv          id, the task's decoded prediction(s) and the truth
-outputs/<experiment>/fold<k>/metrics.json     best score, its step, the evaluation history, provenance (written last)
+outputs/<experiment>/fold<k>/metrics.json     best score, its step, the evaluation history, healing events, provenance
+                                              (written last)
 outputs/<experiment>/fold<k>/training_state/  resumable state of an unfinished fold (removed when it finishes)
 outputs/<experiment>/test/<key>/settings.json        what made these test outputs (test_outputs.py: the test
                                                     file and its sha256, window settings, precision, folds), the

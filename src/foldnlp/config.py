@@ -78,6 +78,17 @@ class TrainConfig:
     eval_start_epoch: float = 0.5  # skip evaluations before this epoch (early ones only cost time)
     patience: int = 0  # stop after this many evaluations without a new best; 0 = never stop early
     seed: int = 42  # each fold trains with seed + fold
+    # Training that heals itself (training_guard.py). A step whose loss or gradient norm is not finite is never
+    # taken (counted in metrics.json). A batch whose loss exceeds spike_factor times the running mean of the loss
+    # (the progress bar's loss, trusted after spike_warmup_steps optimizer steps) sends training back to the last
+    # saved training state (runtime.save_every_steps, every evaluation, and step 0) with every learning rate scaled
+    # by spike_lr_scale for the rest of the run, and that batch is skipped on the replay; the spike after
+    # max_reverts reverts stops the fold. spike_factor 0 turns spike detection off. Losses near zero (a classifier
+    # that has nearly learnt its set) jump by large factors for benign reasons: raise spike_factor there.
+    spike_factor: float = 5.0
+    spike_warmup_steps: int = 20
+    spike_lr_scale: float = 0.5
+    max_reverts: int = 3
 
 
 @dataclass(frozen=True)
@@ -222,6 +233,12 @@ def _check_values(cfg: ExperimentConfig) -> None:
     if t.epochs <= 0 or t.batch_size < 1 or t.grad_accum_steps < 1 or t.evals_per_epoch < 1:
         raise InputError("train.epochs, train.batch_size, train.grad_accum_steps and train.evals_per_epoch "
                          "must be positive")
+    if t.spike_factor != 0 and t.spike_factor <= 1:
+        raise InputError(f"train.spike_factor ({t.spike_factor}) must be above 1 (a loss that many times the "
+                         "running mean is a spike), or 0 to turn spike detection off")
+    if not 0 < t.spike_lr_scale <= 1 or t.spike_warmup_steps < 0 or t.max_reverts < 0:
+        raise InputError("train.spike_lr_scale must be in (0, 1], train.spike_warmup_steps and train.max_reverts "
+                         ">= 0")
     if cfg.inference.chunk_chars < 1 or cfg.inference.batch_size < 1:
         raise InputError("inference.chunk_chars and inference.batch_size must be positive")
     if cfg.runtime.save_every_steps < 0 or cfg.runtime.eval_batch_size < 1:

@@ -6,7 +6,8 @@ as one endless line. There a loop prints a plain line instead each time it passe
 a transient loop (one nested inside another whose own lines already say how far it is, as each evaluation within
 training) prints nothing:
 
-    train: 36/108 step (33 %) in 3.1 s, 11.5 step/s, loss=4.156, lr=1.75e-05
+    train: 36/108 step (33 %) in 3.1 s, 11.5 step/s, loss=4.156, lr=1.75e-05, windows_per_s=184.2, jaccard=0.4120,
+    best=0.4470
 """
 
 from __future__ import annotations
@@ -72,6 +73,15 @@ class Progress:
         self._postfix = fields
         if self._bar is not None:
             self._bar.set_postfix(**fields)
+
+    def rewind(self, n: int) -> None:
+        """The loop went back to `n` (a revert to a saved training state): show `n` again; in logs the tenths
+        passed again are printed again."""
+        self.n = n
+        if self._bar is not None:
+            self._bar.n = n
+            self._bar.refresh()
+        self._printed = min(self._printed, n)
 
     def close(self) -> None:
         if self._bar is not None:

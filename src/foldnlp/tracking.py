@@ -8,9 +8,13 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+STEP = "train/step"  # the x-axis of every logged metric: the optimizer step
+
 
 class Tracker:
-    """Logs metrics of one fold's training. mode 'disabled' makes every call a no-op without importing wandb."""
+    """Logs metrics of one fold's training: one wandb run per fold (named <experiment>-fold<k>), grouped by
+    experiment; finish() writes the fold's summary (its best metric: the fold's CV). mode 'disabled' makes every
+    call a no-op without importing wandb."""
 
     def __init__(self, mode: str, project: str, experiment: str, fold: int, config: dict, run_dir: Path):
         self._run = None
@@ -23,11 +27,15 @@ class Tracker:
         self._run = wandb.init(mode=mode, project=project, group=experiment, job_type=f"fold{fold}",
                                name=f"{experiment}-fold{fold}", config=config, dir=str(run_dir),
                                reinit="finish_previous")
+        # Plotted against the training step, logged as a metric rather than as wandb's own step, which must only
+        # grow: after a revert to a saved state (training_guard.py) the steps replayed are logged again.
+        self._run.define_metric(STEP)
+        self._run.define_metric("*", step_metric=STEP)
         log.info("wandb %s run %s in %s", mode, self._run.name, run_dir / "wandb")
 
     def log(self, metrics: dict, step: int) -> None:
         if self._run is not None:
-            self._run.log(metrics, step=step)
+            self._run.log({**metrics, STEP: step})
 
     def finish(self, summary: dict) -> None:
         if self._run is not None:

@@ -1,10 +1,12 @@
-"""fit(): a plain training loop on accelerate, with evaluations within epochs, best-checkpoint keeping and resume."""
+"""fit(): a plain training loop on accelerate, with evaluations within epochs, best-checkpoint keeping, resume, and
+the healing of training_guard.py (non-finite steps skipped, loss spikes reverted)."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ import torch
 from accelerate import Accelerator
 from transformers import get_scheduler
 
+from foldnlp import training_guard
 from foldnlp.batching import TrainingSet, collate, epoch_batches
 from foldnlp.config import TrainConfig
 from foldnlp.precision import resolve_precision
@@ -51,6 +54,10 @@ class FitResult:
     windows_per_epoch: int = 0  # training windows an epoch draws (QA: every answer window, a share of the others)
     steps: int = 0  # optimizer steps trained, resumed ones included
     steps_per_epoch: int = 0
+    events: list[dict] = field(default_factory=list)  # training_guard's skipped steps and reverts
+    nonfinite_steps: int = 0
+    reverts: int = 0
+    lr_scale: float = 1.0  # every learning rate's factor at the end (train.spike_lr_scale per revert)
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
@@ -84,8 +91,9 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
     loss_fn(model_outputs, batch) -> scalar loss; batch holds input_ids, attention_mask and the targets.
     save_best(unwrapped_model, evaluation) runs for every new best; the best payload is returned (None when the
     run resumed after its best evaluation: the caller re-evaluates the saved best checkpoint).
-    state: where the resumable state is saved (every state.every_steps steps and at each evaluation), and
-    whether to continue from it.
+    state: where the resumable state is saved (every state.every_steps steps, at each evaluation and, when spike
+    detection is on, at step 0), and whether to continue from it; a spike goes back to it (a temporary folder when
+    None).
     """
     rng = np.random.default_rng(seed)
     first_epoch = epoch_batches(data, cfg.batch_size, np.random.default_rng(seed))
@@ -111,6 +119,11 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
              accelerator.mixed_precision)
     best_payload = None
     started = time.perf_counter()
+    # A spike goes back to the last saved state, so there must always be one: a fit without a state folder keeps
+    # one in a temporary folder, and a fresh run saves one at step 0.
+    temporary = tempfile.TemporaryDirectory(prefix="foldnlp-state-") if state is None and cfg.spike_factor else None
+    if temporary is not None:
+        state = StateSaving(Path(temporary.name) / "state", provenance={}, every_steps=0)
 
     def save_state_now() -> None:
         if state is None:
@@ -121,34 +134,65 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
                        scaler=accelerator.scaler, position=snapshot, provenance=state.provenance)
         accelerator.wait_for_everyone()
 
+    if cfg.spike_factor and at.step == 0 and not at.batches_done:
+        at.epoch_rng = rng.bit_generator.state  # what the first epoch's draw starts from, as the loop sets it
+        save_state_now()
     show = progress and accelerator.is_local_main_process
     bar = Progress(total_steps, "train", "step", enabled=show, initial=at.step)
+    speed = _Speed()
+    if accelerator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(accelerator.device)
     model.train()
+    losses_finite = True  # every batch of the step being accumulated had a finite loss
     while at.step < total_steps and not at.stopped_early:
         if at.epoch_rng is None:
             at.epoch_rng = rng.bit_generator.state
-        else:  # resumed within this epoch: draw the same batches again, then skip the ones already trained
+        else:  # resumed (or reverted) within this epoch: draw the same batches again, then skip those trained
             rng.bit_generator.state = at.epoch_rng
         batches = epoch_batches(data, cfg.batch_size, rng)[accelerator.process_index :: accelerator.num_processes]
         for batch_idx in batches[at.batches_done :]:
-            batch = {k: v.to(accelerator.device) for k, v in collate(data, batch_idx, pad_id).items()}
-            loss = _train_batch(model, optimizer, accelerator, batch, loss_fn, cfg.max_grad_norm).item()
+            where = [at.epoch, at.batches_done]  # the batch's place in the run, as skipped_batches holds them
             at.batches_done += 1
-            at.loss_sum, at.loss_batches = at.loss_sum + loss, at.loss_batches + 1
-            if not accelerator.sync_gradients:
-                continue
+            if where in at.skipped_batches:
+                continue  # it caused a loss spike: never trained again
+            batch = {k: v.to(accelerator.device) for k, v in collate(data, batch_idx, pad_id).items()}
+            with accelerator.accumulate(model):
+                loss = _forward_backward(model, accelerator, batch, loss_fn)
+                verdict = training_guard.judge(loss, at.loss_avg, at.step, cfg)
+                if verdict == training_guard.SPIKE:
+                    at = training_guard.revert(state.folder, at, loss=loss, batch=where, cfg=cfg, model=model,
+                                               optimizer=optimizer, scheduler=scheduler, accelerator=accelerator)
+                    log_metrics({"guard/reverts": at.reverts, "guard/lr_scale": at.lr_scale}, at.step)
+                    bar.rewind(at.step)
+                    losses_finite = True
+                    break  # to the restored epoch and batch
+                speed.trained(len(batch_idx) * accelerator.num_processes)
+                losses_finite = losses_finite and verdict == training_guard.OK
+                if verdict == training_guard.OK:
+                    at.loss_sum, at.loss_batches = at.loss_sum + loss, at.loss_batches + 1
+                if not accelerator.sync_gradients:
+                    continue
+                skipped = _optimizer_step(model, optimizer, accelerator, cfg.max_grad_norm, losses_finite)
+            if skipped is not None:
+                training_guard.record_skipped_step(at, cause=skipped, loss=loss, batch=where,
+                                                   by_scaler=accelerator.scaler is not None)
+                log_metrics({"guard/nonfinite_steps": at.nonfinite_steps}, at.step + 1)
+            losses_finite = True
             lr = backbone_lr(optimizer, cfg)  # the rate this step was taken with, before the schedule moves on
             scheduler.step()
             at.step += 1
-            at.loss_avg = loss if at.loss_avg is None else 0.9 * at.loss_avg + 0.1 * loss
+            if verdict == training_guard.OK:
+                at.loss_avg = loss if at.loss_avg is None else 0.9 * at.loss_avg + 0.1 * loss
+            bar.set_postfix(**_postfix(at, lr, speed.per_s(), metric_name))  # before update: a plain line shows it
             bar.update(1)
-            bar.set_postfix(loss=f"{at.loss_avg:.3f}", lr=f"{lr:.2e}")
             log_metrics({"train/loss": at.loss_avg, "train/lr": lr}, at.step)
             due = at.step % eval_every == 0 and at.step >= cfg.eval_start_epoch * steps_per_epoch
             if due or at.step == total_steps:
+                interval = {"lr": lr, "elapsed_s": round(at.elapsed_s + time.perf_counter() - started, 1),
+                            "windows_per_s": round(speed.per_s(), 1)}
                 evaluation = _evaluate_and_keep(accelerator.unwrap_model(model), evaluate, save_best, at,
-                                                steps_per_epoch, metric_name, higher_is_better, lr,
-                                                at.elapsed_s + time.perf_counter() - started, log_metrics)
+                                                steps_per_epoch, metric_name, higher_is_better, interval,
+                                                accelerator.device, log_metrics)
                 if evaluation is not None:
                     best_payload = evaluation.payload
                 model.train()
@@ -156,29 +200,82 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
                     log.info("early stop: %d evaluations without a new best", at.since_best)
                     at.stopped_early = True
                 save_state_now()
+                speed.restart()  # the next interval's rate leaves the evaluation's time out
             elif state is not None and state.every_steps and at.step % state.every_steps == 0:
                 save_state_now()
             if at.stopped_early or at.step >= total_steps:
                 break
         else:
             at.epoch, at.batches_done, at.epoch_rng = at.epoch + 1, 0, None
+    if temporary is not None:  # (when fit raises, the folder goes with the object, which removes it)
+        temporary.cleanup()
     bar.close()
     best = (-math.inf if higher_is_better else math.inf) if at.best_score is None else at.best_score
     return FitResult(best, at.best_step, best_payload, at.stopped_early, at.history, windows_per_epoch, at.step,
-                     steps_per_epoch)
+                     steps_per_epoch, at.events, at.nonfinite_steps, at.reverts, at.lr_scale)
 
 
-def _train_batch(model, optimizer, accelerator: Accelerator, batch: dict, loss_fn, max_grad_norm: float):
-    """Forward and backward one batch; the optimizer steps only when gradient accumulation is complete."""
-    with accelerator.accumulate(model):
-        outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        loss = loss_fn(outputs, batch)
-        accelerator.backward(loss)
-        if accelerator.sync_gradients:
-            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+def _forward_backward(model, accelerator: Accelerator, batch: dict, loss_fn) -> float:
+    """Forward and backward one batch (within accelerator.accumulate); returns its loss on the host, the mean over
+    processes when there are several, so that every process judges the same value."""
+    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    loss = loss_fn(outputs, batch)
+    accelerator.backward(loss)
+    if accelerator.num_processes > 1:
+        return accelerator.reduce(loss.detach(), reduction="mean").item()
+    return loss.item()
+
+
+def _optimizer_step(model, optimizer, accelerator: Accelerator, max_grad_norm: float,
+                    losses_finite: bool) -> str | None:
+    """Clip and take the optimizer step of a complete accumulation, unless it would train on non-finite values;
+    returns what was not finite when the step was not taken ('loss', 'gradient norm', 'fp16 overflow'), else None.
+
+    The total gradient norm comes from clip_grad_norm_ (one tensor, read on the host once per step). With fp16 the
+    grad scaler checks the gradients itself and must see its overflows to lower its scale: the step goes to it,
+    which skips the update."""
+    if accelerator.scaler is not None:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return loss
+        if not optimizer.step_was_skipped:
+            return None
+        return "loss" if not losses_finite else "fp16 overflow"
+    cause = "loss" if not losses_finite else None
+    if cause is None:
+        norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+        if norm is not None and not torch.isfinite(torch.as_tensor(norm)).item():
+            cause = "gradient norm"
+        else:
+            optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return cause
+
+
+class _Speed:
+    """Training windows per second over the current evaluation interval (the evaluations' own time left out)."""
+
+    def __init__(self):
+        self.restart()
+
+    def restart(self) -> None:
+        self._windows, self._since = 0, time.perf_counter()
+
+    def trained(self, windows: int) -> None:
+        self._windows += windows
+
+    def per_s(self) -> float:
+        seconds = time.perf_counter() - self._since
+        return self._windows / seconds if seconds > 0 else 0.0
+
+
+def _postfix(at: LoopPosition, lr: float, windows_per_s: float, metric_name: str) -> dict[str, str]:
+    """The progress bar's fields: running loss, learning rate, speed, and the last and best evaluations."""
+    fields = {"loss": f"{at.loss_avg:.3f}" if at.loss_avg is not None else "nan", "lr": f"{lr:.2e}",
+              "windows_per_s": f"{windows_per_s:.1f}"}
+    if at.history:
+        fields |= {metric_name: f"{at.history[-1][metric_name]:.4f}", "best": f"{at.best_score:.4f}"}
+    return fields
 
 
 def backbone_lr(optimizer, cfg: TrainConfig) -> float:
@@ -191,25 +288,38 @@ def backbone_lr(optimizer, cfg: TrainConfig) -> float:
 
 
 def _evaluate_and_keep(model, evaluate, save_best, at: LoopPosition, steps_per_epoch: int, metric_name: str,
-                       higher_is_better: bool, lr: float, elapsed_s: float, log_metrics) -> Evaluation | None:
+                       higher_is_better: bool, interval: dict, device: torch.device,
+                       log_metrics) -> Evaluation | None:
     """Evaluate, save on a new best, log the outcome and update `at`; returns the evaluation if it is a new best.
 
-    The history entry holds, besides the score, what a learning curve needs: the mean training loss over the
-    batches since the previous evaluation and the backbone's learning rate of the step just taken."""
+    interval: the backbone's learning rate of the step just taken (lr), the training seconds so far (elapsed_s) and
+    the windows trained per second since the previous evaluation (windows_per_s). The history entry holds them,
+    besides the score, with what a learning curve needs (the mean training loss over the batches since the previous
+    evaluation) and, on CUDA, the interval's peak memory, its evaluation included (peak_memory_gib)."""
     evaluation = evaluate(model)
     score, epoch = evaluation.score, at.step / steps_per_epoch
     train_loss = at.loss_sum / at.loss_batches if at.loss_batches else None
     at.loss_sum, at.loss_batches = 0.0, 0
-    at.history.append({"step": at.step, "epoch": round(epoch, 3), metric_name: score, "train_loss": train_loss,
-                       "lr": lr, "elapsed_s": round(elapsed_s, 1)})
-    log_metrics({f"valid/{metric_name}": score, "epoch": epoch}, at.step)
+    entry = {"step": at.step, "epoch": round(epoch, 3), metric_name: score, "train_loss": train_loss, **interval}
+    if device.type == "cuda":
+        entry["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        torch.cuda.reset_peak_memory_stats(device)
+    at.history.append(entry)
     improved = at.best_score is None or (score > at.best_score if higher_is_better else score < at.best_score)
+    previous = "" if at.best_score is None else f"{at.best_score:.4f} → "
     if improved:
-        previous = "" if at.best_score is None else f"{at.best_score:.4f} → "
         save_best(model, evaluation)
         at.best_score, at.best_step, at.since_best = score, at.step, 0
-        write(f"step {at.step} (epoch {epoch:.2f}): {metric_name} {previous}{score:.4f} (best), saved")
+    else:
+        at.since_best += 1
+    perf = {k: entry[k] for k in ("elapsed_s", "windows_per_s", "peak_memory_gib") if k in entry}
+    log_metrics({f"valid/{metric_name}": score, f"valid/best_{metric_name}": at.best_score, "epoch": epoch,
+                 **{f"perf/{k}": v for k, v in perf.items()}}, at.step)
+    memory = f", peak memory {entry['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in entry else ""
+    how = f"{entry['elapsed_s']:.1f} s in, {entry['windows_per_s']:.1f} windows/s{memory}"
+    if improved:
+        write(f"step {at.step} (epoch {epoch:.2f}): {metric_name} {previous}{score:.4f} (best), saved; {how}")
         return evaluation
-    at.since_best += 1
-    write(f"step {at.step} (epoch {epoch:.2f}): {metric_name} {score:.4f} (best {at.best_score:.4f}), not saved")
+    write(f"step {at.step} (epoch {epoch:.2f}): {metric_name} {score:.4f} (best {at.best_score:.4f}), not saved; "
+          f"{how}")
     return None

@@ -6,7 +6,8 @@ A state folder holds everything needed to continue a killed run as if it had nev
     optimizer.safetensors  the optimizer's per-parameter tensors (AdamW moments and step counts)
     rng.safetensors        torch's CPU (and CUDA) random generator states
     state.json             step, data-order position, best score, early-stopping counter, evaluation history,
-                           the training loss summed since the last evaluation,
+                           the training loss summed since the last evaluation, the healing events (skipped
+                           steps, reverts, learning-rate scale, batches to skip),
                            optimizer hyper-parameters, scheduler and grad-scaler states, python and numpy RNG
                            states, and the provenance (config and data hashes) of the run it belongs to
 
@@ -49,6 +50,13 @@ class LoopPosition:
     stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
     elapsed_s: float = 0.0  # training seconds before this process started (for the history's elapsed_s)
+    # Training that heals itself (training_guard.py): what happened, and what it changed for the rest of the run.
+    # A revert restores a saved state but keeps these, so they only grow; saved, so a resumed run keeps them too.
+    events: list[dict] = field(default_factory=list)  # one per skipped step or revert, as in metrics.json
+    nonfinite_steps: int = 0  # steps not taken: non-finite loss or gradient norm (fp16 overflows included)
+    reverts: int = 0  # loss spikes sent back to a saved state
+    lr_scale: float = 1.0  # every learning rate's factor after the reverts (train.spike_lr_scale per revert)
+    skipped_batches: list[list[int]] = field(default_factory=list)  # [epoch, batch index] pairs never trained
 
 
 def save_state(folder: Path, *, model, optimizer, scheduler, scaler, position: LoopPosition,

@@ -111,13 +111,16 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
                # Windows and steps give the report its windows per second: train_windows × steps / steps_per_epoch
                "train_windows": result.windows_per_epoch, "steps": result.steps,
                "steps_per_epoch": result.steps_per_epoch, "history": result.history,
-               "provenance": provenance}
+               "nonfinite_steps": result.nonfinite_steps, "reverts": result.reverts, "lr_scale": result.lr_scale,
+               "events": result.events, "provenance": provenance}
     scores, predictions = payload
     artifacts.save_scores(paths.oof_scores(fold), scores)
     artifacts.atomic_write_csv(paths.oof_predictions(fold), task.with_truth(valid, predictions))
     artifacts.atomic_write_json(paths.metrics(fold), metrics)  # written last: marks the fold as finished
     artifacts.remove_dir(paths.training_state(fold))
-    tracker.finish({f"best_{task.metric_name}": result.best_score, "best_step": result.best_step})
+    tracker.finish({f"best_{task.metric_name}": result.best_score, "best_step": result.best_step,  # the fold's CV
+                    "train_seconds": metrics["train_seconds"], "nonfinite_steps": result.nonfinite_steps,
+                    "reverts": result.reverts, "lr_scale": result.lr_scale})
     return metrics  # the summary line is train_fold.py's to print, once
 
 
