@@ -23,9 +23,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="folds each trial trains; a trial's value is the mean of their best scores (default: every "
                         "fold of folds.n_folds); e.g. --folds 0 for a quick search")
     p.add_argument("--storage", metavar="URL",
-                   help="database URL of the study, e.g. postgresql://user:password@host/db or "
-                        "sqlite:////shared/search.db: run the same command on several machines against it to share "
-                        "one study (default: SQLite in <output_dir>/<name>/search.db)")
+                   help="database URL of the study, e.g. postgresql://user:password@host/db: run the same command "
+                        "on several machines against it to share one study (workers on one machine can share the "
+                        "default SQLite file; default: SQLite in <output_dir>/<name>/search.db)")
     p.add_argument("--sampler", choices=["tpe", "random"], default="tpe",
                    help="how settings are drawn: tpe (random for the first 5 trials, then Optuna's TPE model of the "
                         "results) or random")
@@ -44,9 +44,14 @@ def main(argv=None) -> int:
         from foldnlp.search.study import run_search  # heavy imports after --help
 
         overrides = args.overrides + (["tracking.wandb=disabled"] if args.no_wandb else [])
-        result = run_search(args.config, args.space, args.trials, folds=args.folds, storage=args.storage,
-                            overrides=overrides, sampler=args.sampler, pruner=args.pruner, seed=args.seed,
-                            progress=not args.quiet)
+        try:
+            result = run_search(args.config, args.space, args.trials, folds=args.folds, storage=args.storage,
+                                overrides=overrides, sampler=args.sampler, pruner=args.pruner, seed=args.seed,
+                                progress=not args.quiet)
+        except KeyboardInterrupt:
+            print("interrupted: run the same command again to resume the search (the interrupted trial continues "
+                  "from its saved training state)", file=sys.stderr)
+            return 130  # the shell's status for a Ctrl-C
         print(result.summary)
         return 0
 

@@ -12,6 +12,7 @@ its saved state.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 import warnings
@@ -173,7 +174,7 @@ def _retry_interrupted(study: optuna.Study) -> None:
             continue
         record = read_record(artifacts.RunPaths(Path(run_dir)))
         if record is not None and record.get("state") == "interrupted":
-            retry(study, trial)
+            retry(study, copy.deepcopy(trial))  # the callback extends the trial's retry history in place
 
 
 def _default_storage(experiment_dir: artifacts.RunPaths) -> str:
