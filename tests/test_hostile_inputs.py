@@ -209,7 +209,7 @@ def test_14_config_with_wrong_type_or_unknown_key(tmp_path, capsys):
         2, f"error: {bad}.train.lr: expected float, got 'fast'")
     bad.write_text("name: x\ntrain:\n  epoch: 3\n")
     code, err = run_cli("make_folds.py", ["--config", bad], capsys)
-    assert code == 2 and err.startswith(f"error: {bad}.train: unknown key(s) epoch; valid keys: batch_size, ")
+    assert code == 2 and err.startswith(f"error: {bad}.train: unknown key(s) epoch; valid keys: adam_beta1, ")
 
 
 # --- 15-18: run folders, checkpoints and test sets, through infer.py ----------------------------------------

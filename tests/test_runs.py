@@ -5,6 +5,7 @@ trained again from scratch (b, the determinism check) and, in a subprocess, kill
 (c). The kill points are drawn from a seed printed with the test output (set KILL_SEED to replay one).
 """
 
+import hashlib
 import json
 import os
 import random
@@ -21,8 +22,9 @@ import pytest
 import yaml
 
 from foldnlp import artifacts
-from foldnlp.config import load_config
+from foldnlp.config import from_dict, load_config
 from foldnlp.errors import InputError
+from foldnlp.provenance import mismatch, training_config
 from foldnlp.steps.ensemble import ensemble, oof_coverage_problem
 from foldnlp.steps.train_fold import train_fold
 from helpers import ROOT, SAMPLE_CSV, TEST_CSV, kill_seed, latest_test_outputs, sets
@@ -237,3 +239,19 @@ def test_oof_coverage_names_repeated_and_unknown_ids():
     problem = oof_coverage_problem(["x", "x", "y", "q"], folds, [0, 1])
     assert problem == ("1 of 3 training ids missing, e.g. z, 1 id(s) predicted by several folds, e.g. x, "
                        "1 id(s) not in the training data, e.g. q")
+
+
+def test_fields_added_since_a_run_trained_at_their_defaults_are_no_difference():
+    def record(config: dict) -> dict:
+        return {"config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+                "config": config, "fold_file": {"path": "f.csv", "sha256": "x"}, "data": {}}
+
+    now = training_config(from_dict({"task": "qa"}))
+    older = json.loads(json.dumps(now))
+    del older["train"]["adam_eps"], older["train"]["spike_factor"]  # fields a later foldnlp added
+    assert mismatch(record(older), record(now)) == ""
+    changed = json.loads(json.dumps(now))
+    changed["train"]["spike_factor"] = 0.0
+    assert mismatch(record(older), record(changed)) == "config train.spike_factor: (absent) → 0.0"
+    changed["train"]["lr"] = 1.0
+    assert "train.lr: " in mismatch(record(now), record(changed))

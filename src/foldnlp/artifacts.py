@@ -15,6 +15,9 @@ outputs/<experiment>/test/<key>/fold<k>_scores.npz  test scores, with example id
 outputs/<experiment>/test/<key>/fold<k>.csv         id, the task's decoded prediction(s)
 <out-dir>/run.json, <out-dir>/test/<key>/...        infer.py --out-dir: the same test outputs outside the run
                                                     folder; run.json names the run folder that predicted them
+outputs/<experiment>/search.db                a hyper-parameter search's study (python -m foldnlp.search; SQLite)
+outputs/<experiment>/best.yaml                the search's best settings as a config (name <experiment>-best)
+outputs/<experiment>-t<k>/trial.json          in a search trial's run folder: study, trial number, settings, state
 """
 
 from __future__ import annotations
@@ -67,6 +70,20 @@ class RunPaths:
 
     def training_state(self, fold: int) -> Path:
         return self.fold_dir(fold) / "training_state"
+
+    # A hyper-parameter search (foldnlp.search) keeps its study and best config in the experiment's folder; each
+    # trial is a run folder of its own, whose trial.json says which study and trial it is.
+    @property
+    def search_db(self) -> Path:
+        return self.root / "search.db"
+
+    @property
+    def best_config(self) -> Path:
+        return self.root / "best.yaml"
+
+    @property
+    def trial_record(self) -> Path:
+        return self.root / "trial.json"
 
     # Test outputs live in test/<key>/, one folder per set of inference settings (foldnlp.test_outputs names the
     # key), so that predicting again with other settings or another test file never replaces earlier outputs.

@@ -70,6 +70,10 @@ class TrainConfig:
     batch_size: int = 16
     grad_accum_steps: int = 1
     weight_decay: float = 0.01  # not applied to biases and LayerNorm weights
+    # AdamW's moment decay rates and denominator epsilon; the defaults are torch's.
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
     warmup_ratio: float = 0.1
     scheduler: str = "linear"  # linear | cosine
     max_grad_norm: float = 1.0
@@ -239,6 +243,9 @@ def _check_values(cfg: ExperimentConfig) -> None:
     if not 0 < t.spike_lr_scale <= 1 or t.spike_warmup_steps < 0 or t.max_reverts < 0:
         raise InputError("train.spike_lr_scale must be in (0, 1], train.spike_warmup_steps and train.max_reverts "
                          ">= 0")
+    if not (0 <= t.adam_beta1 < 1 and 0 <= t.adam_beta2 < 1) or t.adam_eps <= 0:
+        raise InputError(f"train.adam_beta1 ({t.adam_beta1}) and train.adam_beta2 ({t.adam_beta2}) must be in [0, 1) "
+                         f"and train.adam_eps ({t.adam_eps}) positive")
     if cfg.inference.chunk_chars < 1 or cfg.inference.batch_size < 1:
         raise InputError("inference.chunk_chars and inference.batch_size must be positive")
     if cfg.runtime.save_every_steps < 0 or cfg.runtime.eval_batch_size < 1:

@@ -10,7 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from foldnlp.config import RUNTIME_SECTIONS, ExperimentConfig, to_dict
+from foldnlp.config import RUNTIME_SECTIONS, ExperimentConfig, from_dict, to_dict
 
 
 def file_sha256(path: str | Path) -> str:
@@ -49,8 +49,10 @@ def mismatch(recorded: dict, current: dict) -> str:
     """'' when two run_provenance() records describe the same training, else what differs."""
     parts = []
     if recorded["config_sha256"] != current["config_sha256"]:
-        parts.append("config " + ("; ".join(differences(recorded["config"], current["config"]))
-                                  or "(same fields, different hash)"))
+        changed_fields = differences(recorded["config"], current["config"], skip_new_defaults=True)
+        # Fields added since the run trained, at their defaults, are no change; only they differing is a match.
+        if changed_fields or not differences(recorded["config"], current["config"]):
+            parts.append("config " + ("; ".join(changed_fields) or "(same fields, different hash)"))
     if recorded["fold_file"]["sha256"] != current["fold_file"]["sha256"]:
         parts.append(f"fold file {recorded['fold_file']['path']} changed")
     changed = [path for path, digest in current["data"].items() if recorded["data"].get(path) != digest]
@@ -59,11 +61,21 @@ def mismatch(recorded: dict, current: dict) -> str:
     return "; ".join(parts)
 
 
-def differences(recorded: dict, current: dict) -> list[str]:
-    """'train.lr: 0.0001 → 0.0002' for every config field that differs between two training_config() dicts."""
+def differences(recorded: dict, current: dict, skip_new_defaults: bool = False) -> list[str]:
+    """'train.lr: 0.0001 → 0.0002' for every config field that differs between two training_config() dicts.
+
+    skip_new_defaults: a field the recorded config lacks (added to foldnlp after that run trained) whose current
+    value is its default is no difference: the run trained with that behaviour, which the default keeps."""
     flat_a, flat_b = flatten_config(recorded), flatten_config(current)
+    defaults = _defaults(current) if skip_new_defaults and set(flat_b) - set(flat_a) else {}
     return [f"{key}: {flat_a.get(key, '(absent)')} → {flat_b.get(key, '(absent)')}"
-            for key in sorted(set(flat_a) | set(flat_b)) if flat_a.get(key) != flat_b.get(key)]
+            for key in sorted(set(flat_a) | set(flat_b)) if flat_a.get(key) != flat_b.get(key)
+            and not (key not in flat_a and key in defaults and defaults[key] == flat_b[key])]
+
+
+def _defaults(config: dict) -> dict:
+    """The flattened training config of a config that sets only the task: every field's default."""
+    return flatten_config(training_config(from_dict({"task": config.get("task", "qa")})))
 
 
 def flatten_config(tree: dict, prefix: str = "") -> dict:

@@ -84,7 +84,7 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
         save_best: Callable[[Any, Evaluation], None], head_prefixes: tuple[str, ...], seed: int,
         metric_name: str = "score", higher_is_better: bool = True,
         log_metrics: Callable[[dict, int], None] = lambda m, s: None, progress: bool = True,
-        state: StateSaving | None = None) -> FitResult:
+        state: StateSaving | None = None, on_evaluation: Callable[[int, float], None] | None = None) -> FitResult:
     """Train `model` on `data`; evaluate `evals_per_epoch` times per epoch; keep the best by evaluate().score
     (the highest, or the lowest when not higher_is_better).
 
@@ -94,6 +94,8 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
     state: where the resumable state is saved (every state.every_steps steps, at each evaluation and, when spike
     detection is on, at step 0), and whether to continue from it; a spike goes back to it (a temporary folder when
     None).
+    on_evaluation(step, score) runs after every evaluation and its state save; what it raises (a search pruning
+    the run) ends training and propagates, with the progress bar closed.
     """
     rng = np.random.default_rng(seed)
     first_epoch = epoch_batches(data, cfg.batch_size, np.random.default_rng(seed))
@@ -102,7 +104,8 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
     steps_per_epoch = math.ceil(batches_per_process / cfg.grad_accum_steps)
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = max(1, round(steps_per_epoch / cfg.evals_per_epoch))
-    optimizer = torch.optim.AdamW(param_groups(model, cfg, head_prefixes), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg, head_prefixes), lr=cfg.lr,
+                                  betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=round(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -200,6 +203,8 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
                     log.info("early stop: %d evaluations without a new best", at.since_best)
                     at.stopped_early = True
                 save_state_now()
+                if on_evaluation is not None:
+                    _report_evaluation(on_evaluation, at.step, at.history[-1][metric_name], bar)
                 speed.restart()  # the next interval's rate leaves the evaluation's time out
             elif state is not None and state.every_steps and at.step % state.every_steps == 0:
                 save_state_now()
@@ -213,6 +218,15 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
     best = (-math.inf if higher_is_better else math.inf) if at.best_score is None else at.best_score
     return FitResult(best, at.best_step, best_payload, at.stopped_early, at.history, windows_per_epoch, at.step,
                      steps_per_epoch, at.events, at.nonfinite_steps, at.reverts, at.lr_scale)
+
+
+def _report_evaluation(on_evaluation: Callable[[int, float], None], step: int, score: float, bar: Progress) -> None:
+    """Hand an evaluation's score to the caller's callback; if it stops the run by raising, close the bar first."""
+    try:
+        on_evaluation(step, score)
+    except BaseException:
+        bar.close()
+        raise
 
 
 def _forward_backward(model, accelerator: Accelerator, batch: dict, loss_fn) -> float:

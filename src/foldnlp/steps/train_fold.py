@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -26,11 +27,13 @@ log = logging.getLogger(__name__)
 
 
 def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, resume: bool = False,
-               progress: bool = True) -> dict:
+               progress: bool = True, on_evaluation: Callable[[int, float], None] | None = None) -> dict:
     """Train fold `fold` of experiment cfg; returns the metrics written to fold<k>/metrics.json.
 
     A finished fold is kept unless overwrite; resume continues an unfinished fold from its saved training state
     (and returns a finished fold's metrics untouched), so one loop over all folds with resume picks up after a crash.
+    on_evaluation(step, score) is called after each evaluation (training.fit); what it raises stops the fold there,
+    unfinished (no metrics.json), and propagates.
     """
     paths = artifacts.RunPaths.of(cfg.output_dir, cfg.name)
     task = get_task(cfg)
@@ -96,7 +99,8 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
                  loss_fn=task.loss, evaluate=evaluate, save_best=save_best, head_prefixes=task.head_prefixes,
                  seed=seed, metric_name=task.metric_name, higher_is_better=task.higher_is_better,
                  log_metrics=tracker.log, progress=progress,
-                 state=StateSaving(paths.training_state(fold), provenance, resume, cfg.runtime.save_every_steps))
+                 state=StateSaving(paths.training_state(fold), provenance, resume, cfg.runtime.save_every_steps),
+                 on_evaluation=on_evaluation)
     payload = result.best_payload
     if payload is None:  # resumed after the best evaluation: recompute its outputs from the saved checkpoint
         best = evaluate(task.load_model(str(artifacts.checked_model_dir(paths.model_dir(fold)))))
