@@ -11,6 +11,8 @@ import os
 import random
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 TEST_CSV, SAMPLE_CSV = FIXTURES / "chaii_test.csv", FIXTURES / "chaii_sample_submission.csv"
@@ -98,3 +100,25 @@ def run_week(config: Path, overrides: list[str], run_dir: Path, submission: Path
         stages.append((stage, *run_cli(script, *common, *argv)))
         assert stages[-1][1] == 0, f"{stage}\n{stages[-1][2][-2000:]}\n{stages[-1][3][-4000:]}"
     return stages
+
+
+def parser_of(main, monkeypatch):
+    """The argparse parser a CLI's main([]) builds, caught at parse_args (nothing runs)."""
+    import argparse
+
+    parsers = []
+
+    def capture(self, *args, **kwargs):
+        parsers.append(self)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(SystemExit):
+        main([])
+    (parser,) = parsers
+    return parser
+
+
+def unexplained_flags(parser) -> list:
+    """The parser's arguments whose help is empty."""
+    return [a.option_strings or a.dest for a in parser._actions if not (a.help or "").strip()]

@@ -1,7 +1,6 @@
 """ensemble.py's report puts each member's CV beside the blend's, on the same ids, so that a blend worse than its
 best member shows; its --set takes only what a blend reads; every CLI flag is explained by --help."""
 
-import argparse
 import re
 import shutil
 
@@ -11,7 +10,7 @@ import pytest
 
 from foldnlp import artifacts
 from foldnlp.scores import Scores
-from helpers import SAMPLE_CSV, TEST_CSV, main_of, run_cli
+from helpers import SAMPLE_CSV, TEST_CSV, main_of, parser_of, run_cli, unexplained_flags
 
 TEST = ["--test-csv", TEST_CSV, "--sample-submission", SAMPLE_CSV]
 
@@ -92,15 +91,4 @@ def test_ensemble_set_takes_decoding_and_data_settings_only(two_runs, tmp_path):
 
 @pytest.mark.parametrize("script", ["make_folds.py", "train_fold.py", "infer.py", "ensemble.py", "score.py"])
 def test_every_flag_is_explained_by_help(script, monkeypatch):
-    parsers = []
-
-    def capture(self, *args, **kwargs):
-        parsers.append(self)
-        raise SystemExit(0)
-
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
-    with pytest.raises(SystemExit):
-        main_of(script)([])
-    (parser,) = parsers
-    unexplained = [a.option_strings or a.dest for a in parser._actions if not (a.help or "").strip()]
-    assert unexplained == []
+    assert unexplained_flags(parser_of(main_of(script), monkeypatch)) == []

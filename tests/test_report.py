@@ -2,7 +2,6 @@
 speed, the settings that differ, partial CVs), separate tables per task, its PNG plots, the public-board scatter,
 bad folders; and the tasks' per-group and per-bucket scores."""
 
-import argparse
 import contextlib
 import io
 import json
@@ -20,7 +19,7 @@ from foldnlp.runs import open_run
 from foldnlp.steps.ensemble import Experiment, members_oof
 from foldnlp.tasks import get_task
 from foldnlp.tasks.regress.task import RAW
-from helpers import ROOT, logging_restored, run_week
+from helpers import ROOT, logging_restored, parser_of, run_week, unexplained_flags
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOT_PIXELS = (550, 900)  # plots.FIGURE_SIZE at plots.DPI, rows × columns
@@ -165,18 +164,9 @@ def test_a_folder_that_is_not_a_run_folder_is_refused_by_name(experiments, tmp_p
 
 
 def test_every_flag_is_explained_by_help(monkeypatch):
-    parsers = []
-
-    def capture(self, *args, **kwargs):
-        parsers.append(self)
-        raise SystemExit(0)
-
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
-    with pytest.raises(SystemExit):
-        report_main([])
-    (parser,) = parsers
+    parser = parser_of(report_main, monkeypatch)
     assert parser.prog == "python -m foldnlp.report"
-    assert [a.option_strings or a.dest for a in parser._actions if not (a.help or "").strip()] == []
+    assert unexplained_flags(parser) == []
 
 
 def test_spans_score_each_class_and_bucket_by_class():
