@@ -133,3 +133,29 @@ def test_artifacts_get_the_mode_the_umask_gives(tmp_path, umask):
                      "run/scores.npz": file_mode, "run/model": dir_mode, "run/model/model.safetensors": file_mode,
                      "run/model/sub": dir_mode, "run/model/sub/config.json": file_mode,
                      "run/model/run.sh": 0o777 & ~umask}, oct(umask)
+
+
+def test_a_writer_removes_only_the_temporaries_of_writers_that_are_gone(tmp_path):
+    """Two processes may write one artifact at once (two search workers, the ranks of a distributed run): a writer
+    must not delete the other's temporary mid-write, only what a dead writer left."""
+    target = tmp_path / "best.yaml"
+    host = artifacts._HOST
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        temps = {name: tmp_path / f".best.yaml.{writer}.0123456789ab.tmp" for name, writer in [
+            ("live", f"{host}.{live.pid}"), ("dead", f"{host}.{dead.pid}"), ("old_format", "fedcba987654"),
+            ("other_host_recent", "elsewhere.example.org.1"), ("other_host_old", "elsewhere.example.org.2")]}
+        for temp in temps.values():
+            temp.write_text("partial")
+        day_ago = time.time() - artifacts.FOREIGN_TEMP_AGE_S - 60
+        os.utime(temps["other_host_old"], (day_ago, day_ago))
+        artifacts.atomic_write_text(target, "lr: 1e-4\n")
+        assert target.read_text() == "lr: 1e-4\n"
+        assert {name for name, temp in temps.items() if temp.exists()} == {"live", "other_host_recent"}
+    finally:
+        live.kill()
+        live.wait()
+    artifacts.atomic_write_text(target, "lr: 2e-4\n")  # its writer gone now, the live one's temp goes too
+    assert not temps["live"].exists() and temps["other_host_recent"].exists()

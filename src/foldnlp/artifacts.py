@@ -27,7 +27,9 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import stat
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +181,12 @@ def fold_file(folds_dir: str | Path, scheme: str) -> Path:
     return Path(folds_dir) / f"{scheme}.csv"
 
 
+# Temporaries are named after their writer (host and process id), so a writer removes only the temps of writers
+# that are gone: never those of another live process writing the same artifact.
+_HOST = socket.gethostname().replace("/", "_")
+FOREIGN_TEMP_AGE_S = 24 * 3600  # another machine's temp this old is a crash's leftover, not a write in progress
+
+
 def _temp_sibling(path: Path, *, folder: bool = False) -> Path:
     """A new, empty temporary file (or folder) in the target's folder, so the final os.replace stays on one
     filesystem.
@@ -190,7 +198,7 @@ def _temp_sibling(path: Path, *, folder: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(path)
     while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        tmp = path.parent / f".{path.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
         try:
             if folder:
                 os.mkdir(tmp, 0o777)
@@ -203,12 +211,37 @@ def _temp_sibling(path: Path, *, folder: bool = False) -> Path:
 
 def _remove_stale_temps(path: Path) -> None:
     """Delete what a killed writer of `path` left behind (a checkpoint-sized temp folder per crash would fill the
-    disk). Each artifact has one writer at a time, so any temp of it that exists now is stale."""
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
+    disk). Several processes may write the same artifact at once (two search workers writing the best settings, the
+    ranks of a distributed run), so a temp is stale only when its writer is gone."""
+    for temp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if not _writer_is_gone(temp, temp.name[len(path.name) + 2:]):
+            continue
+        if temp.is_dir():
+            shutil.rmtree(temp, ignore_errors=True)
         else:
-            stale.unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
+
+
+def _writer_is_gone(temp: Path, writer_and_token: str) -> bool:
+    """Whether the writer of `temp` has ended: a process of this machine that no longer runs, or, for another
+    machine's temp (a shared filesystem), one untouched for FOREIGN_TEMP_AGE_S. writer_and_token is
+    '<host>.<pid>.<token>.tmp', as _temp_sibling names it; a temp named otherwise is an older version's: stale."""
+    parts = writer_and_token.rsplit(".", 3)
+    if len(parts) != 4 or not parts[1].isdigit():
+        return True
+    host, pid = parts[0], int(parts[1])
+    if host != _HOST:
+        try:
+            return time.time() - temp.stat().st_mtime > FOREIGN_TEMP_AGE_S
+        except OSError:  # already gone
+            return False
+    try:
+        os.kill(pid, 0)  # signal 0 checks that the process exists, and sends nothing
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it runs, as another user
+        return False
+    return False
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

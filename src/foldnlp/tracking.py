@@ -39,5 +39,11 @@ class Tracker:
 
     def finish(self, summary: dict) -> None:
         if self._run is not None:
+            import wandb
+
             self._run.summary.update(summary)
             self._run.finish()
+            # finish() returns once the run's exit is recorded, but wandb's service closes (flushes) the run's
+            # .wandb file only later, on its own: an offline run read or synced at once could be empty. teardown()
+            # waits for the service to close every stream and exit; the next Tracker starts a new one.
+            wandb.teardown()
