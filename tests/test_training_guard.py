@@ -226,13 +226,16 @@ class FakeWandb(types.ModuleType):
     def __init__(self):
         super().__init__("wandb")
         self.inits, self.logs, self.summary, self.finished = [], [], {}, False
-        self.metrics = []
+        self.metrics, self.torn_down_after_finish = [], False
 
     def init(self, **kwargs):
         self.inits.append(kwargs)
         return types.SimpleNamespace(name=kwargs["name"], summary=self.summary, log=self.logs.append,
                                      define_metric=lambda *a, **k: self.metrics.append((a, k)),
                                      finish=lambda: setattr(self, "finished", True))
+
+    def teardown(self):  # waits for wandb's service to flush the run's files: only after the run's finish()
+        self.torn_down_after_finish = self.finished
 
 
 def test_train_fold_heals_and_reports_to_metrics_the_log_the_progress_lines_and_wandb(trained_run, monkeypatch,
@@ -278,6 +281,7 @@ def test_train_fold_heals_and_reports_to_metrics_the_log_the_progress_lines_and_
     assert (init["group"], init["name"], init["job_type"], init["mode"]) == ("healed", "healed-fold0", "fold0",
                                                                             "offline")
     assert fake.summary["best_jaccard"] == metrics["jaccard"] and fake.summary["reverts"] == 1 and fake.finished
+    assert fake.torn_down_after_finish
     keys = set().union(*fake.logs)
     assert {"train/loss", "train/lr", "train/step", "valid/jaccard", "valid/best_jaccard", "perf/windows_per_s",
             "perf/elapsed_s", "guard/reverts", "guard/nonfinite_steps"} <= keys
