@@ -8,6 +8,7 @@ outputs/<experiment>/fold<k>/oof.csv          id, the task's decoded prediction(
 outputs/<experiment>/fold<k>/metrics.json     best score, its step, the evaluation history, healing events, provenance
                                               (written last)
 outputs/<experiment>/fold<k>/training_state/  resumable state of an unfinished fold (removed when it finishes)
+outputs/<experiment>/fold<k>/train.log        the fold's output when python -m foldnlp.folds_parallel trained it
 outputs/<experiment>/test/<key>/settings.json        what made these test outputs (test_outputs.py: the test
                                                     file and its sha256, window settings, precision, folds), the
                                                     settings key <key> hashed from them; written after each fold
@@ -72,6 +73,9 @@ class RunPaths:
 
     def training_state(self, fold: int) -> Path:
         return self.fold_dir(fold) / "training_state"
+
+    def train_log(self, fold: int) -> Path:
+        return self.fold_dir(fold) / "train.log"
 
     # A hyper-parameter search (foldnlp.search) keeps its study and best config in the experiment's folder; each
     # trial is a run folder of its own, whose trial.json says which study and trial it is.
