@@ -7,7 +7,13 @@ from foldnlp import cli
 
 def main(argv=None) -> int:
     p = cli.parser(__doc__)
-    p.add_argument("--fold", type=int, required=True, help="the fold to hold out for validation (0-based)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--fold", type=int, help="the fold to hold out for validation (0-based)")
+    what.add_argument("--probe-batch-size", action="store_true",
+                      help="train nothing: print the largest per-device train.batch_size that fits this machine's "
+                           "memory for the config's longest windows (at most features.max_len), model, precision, "
+                           "optimizer and gradient checkpointing, and the memory at it; on CUDA by trying training "
+                           "steps, on CPU by a rule from the memory of steps at batch 1 and 2 (printed)")
     p.add_argument("--no-wandb", action="store_true", help="turn experiment tracking off (default: wandb offline)")
     p.add_argument("--overwrite", action="store_true",
                    help="retrain a fold from scratch: discards its finished outputs or its saved training state")
@@ -22,6 +28,8 @@ def main(argv=None) -> int:
 
         overrides = args.overrides + (["tracking.wandb=disabled"] if args.no_wandb else [])
         cfg = cli.load_config(args.config, overrides)
+        if args.probe_batch_size:
+            return _probe(cfg)
         if args.overwrite and args.resume:
             raise InputError("--overwrite and --resume contradict each other: pick one")
         metrics = train_fold(cfg, args.fold, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet)
@@ -31,6 +39,15 @@ def main(argv=None) -> int:
         return 0
 
     return cli.run(run, p, argv)
+
+
+
+def _probe(cfg) -> int:
+    from foldnlp.steps.probe_batch import probe_batch_size
+
+    found = probe_batch_size(cfg)
+    print("\n".join(found.report(cfg.train)))
+    return 0 if found.batch_size else 1
 
 
 if __name__ == "__main__":

@@ -54,6 +54,11 @@ class ModelConfig:
     # Freezing the word-embedding matrix (96M of multilingual-e5-small's 118M parameters) speeds steps up and
     # protects the rare-script embeddings from a small training set.
     freeze_word_embeddings: bool = True
+    # Recompute each layer's activations in the backward pass instead of keeping them (transformers' activation
+    # checkpointing, non-reentrant): activation memory drops from every layer's to about one layer's, for roughly
+    # one more forward pass of time per step; the loss and gradients are the same. For large backbones or long
+    # windows that do not fit otherwise (train_fold.py --probe-batch-size shows what fits).
+    gradient_checkpointing: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,15 @@ class TrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
+    # adamw (torch's) | adamw_8bit (bitsandbytes' AdamW8bit: the two moments in 8 bits, a quarter of their fp32
+    # memory; CUDA only, needs `pip install bitsandbytes`: refused at training start otherwise)
+    optimizer: str = "adamw"
     warmup_ratio: float = 0.1
     scheduler: str = "linear"  # linear | cosine
     max_grad_norm: float = 1.0
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: fp16 on CUDA, bf16 on CPUs that have it)
+    # auto | fp32 | bf16 | fp16 (auto: bf16 on GPUs of compute capability 8.0+, fp16 on older ones, bf16 on CPUs
+    # that have it, else fp32; see precision.py)
+    precision: str = "auto"
     evals_per_epoch: int = 3
     eval_start_epoch: float = 0.5  # skip evaluations before this epoch (early ones only cost time)
     patience: int = 0  # stop after this many evaluations without a new best; 0 = never stop early
@@ -220,6 +230,7 @@ def _move_old_keys(raw: dict, moved: dict[str, str], where: str) -> None:
 _CHOICES = {
     "train.scheduler": ("linear", "cosine"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "train.optimizer": ("adamw", "adamw_8bit"),
     "inference.precision": ("auto", "fp32", "bf16", "fp16"),
     "tracking.wandb": ("offline", "online", "disabled"),
 }

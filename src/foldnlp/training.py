@@ -21,6 +21,7 @@ from transformers import get_scheduler
 from foldnlp import training_guard
 from foldnlp.batching import TrainingSet, collate, epoch_batches
 from foldnlp.config import TrainConfig
+from foldnlp.optimizers import make_optimizer
 from foldnlp.precision import resolve_precision
 from foldnlp.progress import Progress, write
 from foldnlp.training_state import LoopPosition, load_state, save_state
@@ -63,8 +64,12 @@ class FitResult:
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve_precision(cfg.precision, device)
-    return Accelerator(mixed_precision="no" if precision == "fp32" else precision,
-                       gradient_accumulation_steps=cfg.grad_accum_steps, cpu=device.type == "cpu")
+    accelerator = Accelerator(mixed_precision="no" if precision == "fp32" else precision,
+                              gradient_accumulation_steps=cfg.grad_accum_steps, cpu=device.type == "cpu")
+    deepspeed = accelerator.state.deepspeed_plugin  # under `accelerate launch` with a DeepSpeed config file
+    if deepspeed is not None:  # it needs the per-process batch, which accelerate reads off a DataLoader: none here
+        deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = cfg.batch_size
+    return accelerator
 
 
 def param_groups(model: torch.nn.Module, cfg: TrainConfig, head_prefixes: tuple[str, ...]) -> list[dict]:
@@ -104,8 +109,7 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
     steps_per_epoch = math.ceil(batches_per_process / cfg.grad_accum_steps)
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = max(1, round(steps_per_epoch / cfg.evals_per_epoch))
-    optimizer = torch.optim.AdamW(param_groups(model, cfg, head_prefixes), lr=cfg.lr,
-                                  betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+    optimizer = make_optimizer(param_groups(model, cfg, head_prefixes), cfg, accelerator.device)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=round(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)

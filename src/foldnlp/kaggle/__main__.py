@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--license", dest="license_name", default="CC0-1.0",
                    help="dataset license name (datasets are created private)")
     b.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="autocast precision in the kernel (auto: fp16 on a GPU, bf16 on CPUs that have it)")
+                   help="autocast precision in the kernel (auto: bf16 on GPUs of compute capability 8.0+, fp16 on "
+                        "older ones such as Kaggle's T4 and P100, bf16 on CPUs that have it)")
     b.add_argument("--batch-size", type=cli.positive_int, help="windows per forward pass (default: each run's config)")
     b.add_argument("--weights", type=float, nargs="+", help="blend weight per experiment (default: equal)")
     b.add_argument("--decoding", type=cli.user_path, metavar="JSON",
@@ -73,8 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--experiments", nargs="+", type=cli.user_path, required=True,
                    help="run folders (outputs/<experiment>)")
     g.add_argument("--test-csv", type=cli.user_path, required=True, help="test CSV to count windows on")
-    g.add_argument("--device", default="cpu", choices=["cpu", "t4", "p100", "a100"],
-                   help="cpu: measured on this machine; a GPU: scaled from an assumed throughput (printed)")
+    g.add_argument("--device", default="cpu", type=str.lower,
+                   help="cpu or cuda: measured on this machine's CPU or GPU; a GPU kind (t4, p100, a100, or one in "
+                        "--measured-gpus): each window's work at that kind's sustained rate, the one measured by "
+                        "bench/gpu_check.sh when --measured-gpus has it, else an assumed one (printed as such)")
+    g.add_argument("--measured-gpus", type=cli.user_path, default="bench/measured_gpus.json", metavar="JSON",
+                   help="rates measured on GPUs, by kind (`--device cuda --record` writes it); a missing file is none")
+    g.add_argument("--record", action="store_true",
+                   help="with --device cuda: keep this GPU's achieved rate (fold 0 of the first experiment) in "
+                        "--measured-gpus under its kind, for later --device KIND estimates")
     g.add_argument("--limit-hours", type=float, default=9.0, help="the competition's kernel time limit")
     g.add_argument("--expected-rows", type=int,
                    help="rows of the hidden test set, when the public test.csv is a small sample (windows are "
@@ -94,11 +102,13 @@ def main(argv=None) -> int:
             return _build(args, overrides)
         if args.command == "local-run":
             return _local_run(args)
+        from foldnlp.kaggle import measured_gpus
         from foldnlp.kaggle.budget import plan
 
         print(plan(args.experiments, args.test_csv, device=args.device, limit_hours=args.limit_hours,
                    expected_rows=args.expected_rows, overhead_minutes=args.overhead_minutes,
-                   overrides=overrides))
+                   overrides=overrides, measured=measured_gpus.read(args.measured_gpus),
+                   record=args.measured_gpus if args.record else None))
         return 0
 
     return cli.run(run, _parser(), argv)

@@ -1,14 +1,17 @@
 """Inference budget of a kernel: windows per experiment × folds ÷ throughput, against the competition's time limit.
 
 Windows are counted exactly, by tokenizing the test CSV with each experiment's tokenizer and feature settings.
-Throughput is measured for `--device cpu` (fold 0 of each experiment on a sample of its windows, on this machine);
-for a GPU it is an assumption: the windows' floating-point work (from the model's shape and each window's length)
-divided by an assumed sustained fp16 rate per device (DEVICES). When the estimate is over the limit, the windows are
-recounted for smaller doc strides and context truncations, and the least cut that fits is suggested.
+Throughput is measured for `--device cpu` and `--device cuda` (fold 0 of each experiment on a sample of its windows,
+on this machine's CPU or GPU; `--record` keeps the GPU's achieved rate in the file of measured GPUs,
+measured_gpus.py). For a GPU kind (`--device t4`) it is the windows' floating-point work (from the model's shape and
+each window's length) divided by a sustained rate: the one measured on that kind when the file has it, else an
+assumed fp16 rate (DEVICES). When the estimate is over the limit, the windows are recounted for smaller doc strides
+and context truncations, and the least cut that fits is suggested.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
 from dataclasses import dataclass
@@ -21,6 +24,8 @@ import torch
 from foldnlp.config import ExperimentConfig, value_at, with_overrides
 from foldnlp.errors import InputError
 from foldnlp.inference import predict
+from foldnlp.kaggle import measured_gpus
+from foldnlp.kaggle.measured_gpus import MeasuredGpu
 from foldnlp.modeling import load_tokenizer
 from foldnlp.precision import resolve_precision
 from foldnlp.runs import open_run
@@ -39,6 +44,9 @@ class Device:
 # fusion. Small models (e5-small) are more launch-bound than this assumes, so treat GPU figures as optimistic.
 DEVICES = {"t4": Device(65.0, 13.0), "p100": Device(18.7, 5.6), "a100": Device(312.0, 94.0)}
 SAMPLE_WINDOWS = 128  # windows timed per experiment for --device cpu (after one untimed warm-up batch)
+# Windows timed per experiment for --device cuda: the test windows repeated up to this many, so that a pass takes
+# long enough to time on a fast GPU.
+GPU_SAMPLE_WINDOWS = 2048
 TIMED_PASSES = 2  # the fastest pass counts: other processes on the machine only ever slow a pass down
 CANDIDATE_STRIDES = (64, 32, 0)  # doc strides tried when over the limit (smaller = fewer windows)
 CANDIDATE_WORD_QUANTILES = (0.9, 0.75, 0.5)  # context truncations tried: quantiles of the contexts' word counts
@@ -89,11 +97,21 @@ class _Experiment:
 
 
 def plan(experiments: list[Path], test_csv: Path, *, device: str, limit_hours: float, expected_rows: int | None,
-         overhead_minutes: float, overrides: list[str]) -> str:
+         overhead_minutes: float, overrides: list[str], measured: dict[str, MeasuredGpu] | None = None,
+         record: Path | None = None) -> str:
     """The printed budget: method and assumptions, per-experiment estimate, total against the limit, and the doc
-    stride / context truncation that would fit when over."""
-    if device != "cpu" and device not in DEVICES:
-        raise InputError(f"--device {device!r}: one of cpu, {', '.join(DEVICES)}")
+    stride / context truncation that would fit when over.
+    measured: GPUs measured earlier, by kind (measured_gpus.read), used in place of DEVICES' assumed rates.
+    record (with device "cuda"): the file of measured GPUs to add this GPU's rate to, timed on the first
+    experiment."""
+    measured = measured or {}
+    kinds = sorted(set(DEVICES) | set(measured))
+    if device not in ("cpu", "cuda", *kinds):
+        raise InputError(f"--device {device!r}: one of cpu, cuda, {', '.join(kinds)}")
+    if record is not None and device != "cuda":
+        raise InputError("--record keeps a rate measured on this machine's GPU: it needs --device cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda measures on this machine's GPU, and torch sees none here")
     opened = [_open(Path(e), overrides) for e in experiments]
     test, _ = opened[0].task.read_test(test_csv, None)
     scale = (expected_rows or len(test)) / len(test)
@@ -101,11 +119,16 @@ def plan(experiments: list[Path], test_csv: Path, *, device: str, limit_hours: f
     for exp in opened:
         windows = exp.task.windows(exp.tokenizer, test, with_targets=False)
         lengths = np.array([len(ids) for ids in windows.input_ids])
-        windows_per_second, note = _throughput(exp, windows.input_ids, device)
+        if device in ("cpu", "cuda"):
+            windows_per_second, note = _throughput(exp, windows.input_ids, device)
+        else:
+            windows_per_second, note = _scaled(exp, windows.input_ids, sustained_rate(device, measured))
         max_words = value_at(exp.cfg, exp.task.truncation_key) if exp.task.truncation_key else None
         estimates.append(Estimate(exp.name, len(exp.folds), exp.cfg, max_words, len(windows),
                                   float(lengths.mean()), windows_per_second, scale, note))
-    lines = _method(device, test_csv, len(test), expected_rows, overhead_minutes, estimates)
+    lines = _method(device, test_csv, len(test), expected_rows, overhead_minutes, estimates, measured.get(device))
+    if record is not None:
+        lines.append(_record(record, opened[0], test))
     lines += _table(estimates)
     budget = limit_hours * 3600 - overhead_minutes * 60
     total = sum(e.seconds for e in estimates)
@@ -130,36 +153,73 @@ def _open(run_dir: Path, overrides: list[str]) -> _Experiment:
     return _Experiment(run.name, run.folds, model_dir, cfg, get_task(cfg), load_tokenizer(str(model_dir)), shape)
 
 
-def _throughput(exp: _Experiment, input_ids: list[np.ndarray], device: str) -> tuple[float, str]:
-    """(windows per second of one fold, how it was obtained): measured on this CPU, or work ÷ assumed sustained
-    rate for a GPU."""
+def sustained_rate(device: str, measured: dict[str, MeasuredGpu]) -> float:
+    """Sustained TFLOPS of a GPU kind: measured on that kind (bench/gpu_check.sh) when there is a figure for it, else
+    DEVICES' assumed fp16 rate."""
+    if device in measured:
+        return measured[device].sustained_tflops
+    return DEVICES[device].sustained_tflops
+
+
+def _scaled(exp: _Experiment, input_ids: list[np.ndarray], tflops: float) -> tuple[float, str]:
+    """(windows per second of one fold, how it was obtained) on a GPU kind: each window's work at that rate."""
     shape = exp.shape
-    lengths = np.array([len(ids) for ids in input_ids])
-    if device != "cpu":
-        work_per_window = shape.flops(lengths) / len(input_ids)
-        return (DEVICES[device].sustained_tflops * 1e12 / work_per_window,
-                f"L={shape.layers} H={shape.hidden} I={shape.intermediate}: {work_per_window / 1e9:.1f} GFLOP/window")
-    rng = np.random.default_rng(0)
-    sample = rng.choice(len(input_ids), size=min(SAMPLE_WINDOWS, len(input_ids)), replace=False)
+    work_per_window = shape.flops(np.array([len(ids) for ids in input_ids])) / len(input_ids)
+    return (tflops * 1e12 / work_per_window,
+            f"L={shape.layers} H={shape.hidden} I={shape.intermediate}: {work_per_window / 1e9:.1f} GFLOP/window")
+
+
+def _throughput(exp: _Experiment, input_ids: list[np.ndarray], device: str) -> tuple[float, str]:
+    """(windows per second of one fold, how it was obtained), measured on this machine's CPU or GPU ("cuda")."""
+    windows, precision, batch_size, seconds = _timed(exp, input_ids, device)
+    achieved = exp.shape.flops(np.array([len(w) for w in windows])) / seconds / 1e9
+    where = f"{torch.get_num_threads()} threads" if device == "cpu" else torch.cuda.get_device_name()
+    note = f"{precision}, batch {batch_size}, {where}: {achieved:.0f} GFLOP/s achieved"
+    return len(windows) / seconds, note
+
+
+def _timed(exp: _Experiment, input_ids: list[np.ndarray], device: str) -> tuple[list[np.ndarray], str, int, float]:
+    """(windows timed, precision, batch size, seconds of the fastest pass) of fold 0 predicting a sample of the
+    windows: SAMPLE_WINDOWS of them drawn with a fixed seed on a CPU, all of them repeated up to GPU_SAMPLE_WINDOWS
+    on a GPU."""
+    if device == "cpu":
+        rng = np.random.default_rng(0)
+        sample = rng.choice(len(input_ids), size=min(SAMPLE_WINDOWS, len(input_ids)), replace=False)
+    else:
+        sample = np.resize(np.arange(len(input_ids)), max(GPU_SAMPLE_WINDOWS, len(input_ids)))
     windows = [input_ids[i] for i in sample]
-    model = exp.task.load_model(str(exp.model_dir))
-    precision = resolve_precision(exp.cfg.inference.precision, torch.device("cpu"))
+    torch_device = torch.device(device)
+    model = exp.task.load_model(str(exp.model_dir)).to(torch_device)
+    precision = resolve_precision(exp.cfg.inference.precision, torch_device)
     batch_size = exp.cfg.inference.batch_size
     kwargs = dict(pad_id=exp.tokenizer.pad_token_id, batch_size=batch_size, precision=precision,
                   outputs=exp.task.outputs, progress=False)
     predict(model, windows[:8], **kwargs)  # warm-up: first calls allocate and pick kernels
     seconds = float("inf")
-    for _ in range(TIMED_PASSES):
+    for _ in range(TIMED_PASSES):  # (predict copies its outputs to the host: a pass ends when the GPU is done)
         started = time.perf_counter()
         predict(model, windows, **kwargs)
         seconds = min(seconds, time.perf_counter() - started)
-    achieved = shape.flops(np.array([len(w) for w in windows])) / seconds / 1e9
-    note = f"{precision}, batch {batch_size}, {torch.get_num_threads()} threads: {achieved:.0f} GFLOP/s achieved"
-    return len(windows) / seconds, note
+    return windows, precision, batch_size, seconds
+
+
+def _record(path: Path, exp: _Experiment, test: pd.DataFrame) -> str:
+    """Time the experiment's fold 0 on this GPU and keep its achieved rate in the file of measured GPUs."""
+    input_ids = exp.task.windows(exp.tokenizer, test, with_targets=False).input_ids
+    windows, precision, _, seconds = _timed(exp, input_ids, "cuda")
+    shape = exp.shape
+    measured = MeasuredGpu(
+        gpu=torch.cuda.get_device_name(), precision=precision, experiment=exp.name,
+        sustained_tflops=float(f"{shape.flops(np.array([len(w) for w in windows])) / seconds / 1e12:.4g}"),
+        shape=f"L={shape.layers} H={shape.hidden} I={shape.intermediate}", windows=len(windows),
+        windows_per_second=round(len(windows) / seconds, 1), measured_on=datetime.date.today().isoformat())
+    kind = measured_gpus.record(path, measured)
+    return (f"recorded in {path} as {kind!r}: {measured.sustained_tflops:g} TFLOPS sustained ({measured.gpu}, "
+            f"{precision}, {exp.name}); `--device {kind}` uses it from now on")
 
 
 def _method(device: str, test_csv: Path, rows: int, expected_rows: int | None, overhead_minutes: float,
-            estimates: list[Estimate]) -> list[str]:
+            estimates: list[Estimate], measured: MeasuredGpu | None) -> list[str]:
     scaled = f", scaled ×{expected_rows / rows:.1f} to {expected_rows} expected rows" if expected_rows else ""
     lines = [f"Inference budget: {test_csv} ({rows} rows{scaled}) on {device}", "method:",
              "  windows: the test CSV tokenized with each experiment's tokenizer and feature settings (exact)"]
@@ -167,6 +227,15 @@ def _method(device: str, test_csv: Path, rows: int, expected_rows: int | None, o
         lines += [f"  windows/s: fold 0 of each experiment timed on {SAMPLE_WINDOWS} of its windows (seeded sample; "
                   f"fastest of {TIMED_PASSES} passes) on this machine's CPU ({os.cpu_count()} cores; a Kaggle CPU "
                   "session has 4)"]
+    elif device == "cuda":
+        lines += [f"  windows/s: fold 0 of each experiment timed on its windows repeated up to {GPU_SAMPLE_WINDOWS} "
+                  f"(fastest of {TIMED_PASSES} passes) on this machine's GPU ({torch.cuda.get_device_name()})"]
+    elif measured is not None:
+        m = measured
+        lines += [f"  windows/s: each window's work (2·T·L·(4H²+2HI) + 4·L·T²·H) at {m.sustained_tflops:g} TFLOPS "
+                  f"sustained, MEASURED on {m.gpu} ({m.measured_on}: {m.experiment}, {m.shape}, {m.precision}, "
+                  f"{m.windows_per_second:g} windows/s)",
+                  "    a backbone of another shape uses the GPU differently: treat the estimate as approximate"]
     else:
         d = DEVICES[device]
         lines += [f"  windows/s: ASSUMED, not measured: each window's fp16 work (2·T·L·(4H²+2HI) + 4·L·T²·H) at "

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+import torch
 from accelerate.utils import set_seed
 
 from foldnlp import artifacts, test_outputs
@@ -17,6 +18,7 @@ from foldnlp.errors import InputError
 from foldnlp.folds import read_folds
 from foldnlp.inference import predict
 from foldnlp.modeling import load_tokenizer
+from foldnlp.optimizers import check_available
 from foldnlp.provenance import mismatch, run_provenance
 from foldnlp.tasks import get_task
 from foldnlp.tracking import Tracker
@@ -37,6 +39,8 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     """
     paths = artifacts.RunPaths.of(cfg.output_dir, cfg.name)
     task = get_task(cfg)
+    # An optimizer this machine cannot run fails here, before any data is read or a finished fold is touched.
+    check_available(cfg.train.optimizer, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     fold_path = artifacts.fold_file(cfg.folds.folds_dir, cfg.folds.scheme)
     if not fold_path.is_file():
         raise InputError(f"fold file {fold_path} does not exist: run `python make_folds.py` with this config first")
