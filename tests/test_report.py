@@ -222,3 +222,11 @@ def test_qa_buckets_by_context_length_with_fixed_labels(trained_run):
     assert buckets.table["n"].sum() == 40
     lengths = examples["context"].str.len()
     assert buckets.table.set_index("group")["n"].get("≥20k", 0) == (lengths >= 20_000).sum()
+
+
+def test_the_markdown_table_shows_a_searched_float_short_and_other_settings_as_they_are():
+    from foldnlp.report.leaderboard import _shown_setting
+
+    assert _shown_setting("0.00019560129439418058") == "0.0001956" and _shown_setting("1e-06") == "1e-06"
+    assert [_shown_setting(t) for t in ("256", "-3", "linear", "null", "[a, b]")] == ["256", "-3", "linear", "null",
+                                                                                      "[a, b]"]

@@ -174,7 +174,7 @@ def _display(table: Table) -> pd.DataFrame:
     shown["train s"] = frame["train_s"].map(lambda v: f"{v:.0f}")
     shown["windows/s"] = frame["windows_per_s"].map(lambda v: "-" if pd.isna(v) else f"{v:.1f}")
     for column in table.settings:
-        shown[column] = frame[column]
+        shown[column] = frame[column].map(_shown_setting)
     return shown
 
 
@@ -189,6 +189,16 @@ def _markdown_table(frame: pd.DataFrame) -> list[str]:
 
 def _number(value) -> str:
     return "-" if value is None or pd.isna(value) else f"{value:.4f}"
+
+
+def _shown_setting(text: str) -> str:
+    """A setting as the Markdown table shows it: a float to 4 significant digits (a searched lr is
+    0.00019560129439418058 in the config; the CSV keeps it whole), anything else as it is."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return text if text.lstrip("-").isdigit() else f"{number:.4g}"
 
 
 def _text(value) -> str:
