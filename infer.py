@@ -12,7 +12,8 @@ def main(argv=None) -> int:
         "settings that change the scores, so predicting again with other settings or another test file keeps the "
         "earlier outputs, and ensemble.py blends the most recent ones made from its test file. Window settings "
         "default to those the folds were trained with; --set changes the folds' saved configs for inference (and, "
-        "without --run-dir, the config whose output_dir and name find the run folder).")
+        "without --run-dir, the config whose output_dir and name find the run folder). On several GPUs, start it with "
+        "torchrun or accelerate launch: the processes share the test set (see the README, More GPUs and machines).")
     p.add_argument("--run-dir", type=cli.user_path,
                    help="the trained run folder to predict with (default: <output_dir>/<name> of --config, which "
                         "is then not read)")
@@ -58,9 +59,9 @@ def main(argv=None) -> int:
                        overrides=args.overrides + flags, batch_size=args.batch_size, precision=args.precision,
                        chunk_chars=args.chunk_chars, progress=not args.quiet, out_dir=args.out_dir)
         test_flag = f" --test-csv {args.test_csv}" if args.test_csv else ""
-        print(f"wrote test outputs to {record.home.test_dir(record.key)}/\n  {record.describe()}\n"
-              f"blend: python ensemble.py --experiments {record.home.root}{test_flag}   (its most recent outputs "
-              f"made from {record.test_csv}; {record.label} names these)")
+        cli.print_result(f"wrote test outputs to {record.home.test_dir(record.key)}/\n  {record.describe()}\n"
+                         f"blend: python ensemble.py --experiments {record.home.root}{test_flag}   (its most recent "
+                         f"outputs made from {record.test_csv}; {record.label} names these)")
         return 0
 
     return cli.run(run, p, argv)

@@ -1,4 +1,6 @@
-"""Fine-tune one fold: keeps the best checkpoint by the competition metric and writes its out-of-fold outputs."""
+"""Fine-tune one fold: keeps the best checkpoint by the competition metric and writes its out-of-fold outputs.
+On several GPUs or machines, start it with torchrun or accelerate launch (train.batch_size is then per process;
+see the README, More GPUs and machines)."""
 
 import sys
 
@@ -34,8 +36,8 @@ def main(argv=None) -> int:
             raise InputError("--overwrite and --resume contradict each other: pick one")
         metrics = train_fold(cfg, args.fold, overwrite=args.overwrite, resume=args.resume, progress=not args.quiet)
         metric, fold_dir = metrics["metric"], RunPaths.of(cfg.output_dir, cfg.name).fold_dir(args.fold)
-        print(f"fold {args.fold}: best {metric} {metrics[metric]:.4f} at step {metrics['best_step']} "
-              f"({metrics['train_seconds']:.0f} s); outputs in {fold_dir}")
+        cli.print_result(f"fold {args.fold}: best {metric} {metrics[metric]:.4f} at step {metrics['best_step']} "
+                         f"({metrics['train_seconds']:.0f} s); outputs in {fold_dir}")
         return 0
 
     return cli.run(run, p, argv)

@@ -41,6 +41,8 @@ def test_inference_and_blending_run_without_accelerate_or_wandb():
             "from foldnlp.steps import ensemble, infer\n"
             "from foldnlp.tasks import get_task\n"
             "task = get_task(load_config(None))\n"
+            "from foldnlp import processes\n"
+            "assert processes.of_launch() == processes.SINGLE and processes.device().type in ('cpu', 'cuda')\n"
             "print(type(task).__name__, sorted(m for m in sys.modules if m.startswith('foldnlp.')))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

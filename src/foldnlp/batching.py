@@ -59,6 +59,20 @@ def epoch_batches(data: TrainingSet, batch_size: int, rng: np.random.Generator) 
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def process_parts(batches: list[np.ndarray], index: int, count: int) -> list[tuple[np.ndarray, int]]:
+    """Process `index`'s part of each global batch of a launch of `count` processes, with the global batch's
+    number of windows.
+
+    Every process draws the same global batches (train.batch_size × count windows; the same seed) and takes one of
+    `count` consecutive slices of each (its windows are of similar length: little padding), so every process trains
+    the same number of batches, and a step's windows are those of one global batch, as in one process with that
+    batch size. Slices differ by at most one window (an epoch's last, short batch); a global batch with fewer
+    windows than processes (at most count - 1 windows an epoch, drawn afresh each epoch) is dropped. In one
+    process the parts are the batches.
+    """
+    return [(np.array_split(batch, count)[index], len(batch)) for batch in batches if len(batch) >= count]
+
+
 def pad_batch(input_ids: list[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a list of token-id arrays to the longest one; returns input_ids and attention_mask (B, T)."""
     width = max(len(ids) for ids in input_ids)

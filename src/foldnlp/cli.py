@@ -12,6 +12,7 @@ from pathlib import Path
 from foldnlp import progress
 from foldnlp.config import ExperimentConfig, load_config
 from foldnlp.errors import InputError
+from foldnlp.processes import launch_rank
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -64,14 +65,26 @@ def config_from(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def run(main: Callable[[argparse.Namespace], int], p: argparse.ArgumentParser, argv=None) -> int:
-    """Parse argv, set up logging, run main(args); a user error is printed in one line and exits with status 2."""
+    """Parse argv, set up logging, run main(args); a user error is printed in one line and exits with status 2.
+
+    In a launch of several processes (torchrun, accelerate launch) process 0 tells the story; the others log
+    warnings only, marked with their rank, and leave the user errors (the same on every process) to it."""
     args = p.parse_args(argv)
-    if args.quiet or not progress.is_interactive():
+    rank = launch_rank()
+    if args.quiet or not progress.is_interactive() or rank != 0:
         progress.quiet_library_bars()
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
+    logging.basicConfig(level=logging.WARNING if args.quiet or rank != 0 else logging.INFO,
+                        format=f"%(asctime)s {f'rank {rank} ' if rank else ''}%(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", force=True)
     try:
         return main(args)
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if rank == 0:
+            print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def print_result(text: str) -> None:
+    """Print a command's closing lines (what it made, where): once, by process 0 of a launch."""
+    if launch_rank() == 0:
+        print(text)

@@ -8,6 +8,9 @@ training) prints nothing:
 
     train: 36/108 step (33 %) in 3.1 s, 11.5 step/s, loss=4.156, lr=1.75e-05, windows_per_s=184.2, jaccard=0.4120,
     best=0.4470
+
+In a launch of several processes (torchrun, accelerate launch) only process 0 shows progress and story lines: the
+others would repeat them (see processes.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import sys
 import time
 
 from tqdm.auto import tqdm
+
+from foldnlp.processes import launch_rank
 
 PLAIN_LINES = 10  # lines per loop when the output is not a terminal: one per tenth of the total
 
@@ -39,19 +44,23 @@ def quiet_library_bars() -> None:
 
 
 def write(message: str) -> None:
-    """Print a line of the run's story (an evaluation's outcome) to stdout, above a bar if one is drawn."""
-    tqdm.write(message)
+    """Print a line of the run's story (an evaluation's outcome) to stdout, above a bar if one is drawn; only
+    process 0 of a launch prints it."""
+    if launch_rank() == 0:
+        tqdm.write(message)
 
 
 class Progress:
     """A bar in a terminal, plain lines every tenth of `total` elsewhere (none if transient), nothing if disabled.
 
     Used like tqdm: update(n), set_postfix(**fields), close(), or as a context manager. `initial` is where a resumed
-    loop starts; `stream` is where it goes (default: sys.stderr at creation).
+    loop starts; `stream` is where it goes (default: sys.stderr at creation). Disabled on every process of a launch
+    but process 0.
     """
 
     def __init__(self, total: int, desc: str, unit: str, *, enabled: bool = True, initial: int = 0,
                  transient: bool = False, stream=None):
+        enabled = enabled and launch_rank() == 0
         self.total, self.desc, self.unit, self.n = total, desc, unit, initial
         self._stream = sys.stderr if stream is None else stream
         interactive = is_interactive(self._stream)

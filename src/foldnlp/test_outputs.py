@@ -141,9 +141,10 @@ def records(home: artifacts.RunPaths) -> list[Record]:
     return sorted((read_record(home, key) for key in home.test_keys()), key=lambda r: (r.written_at, r.key))
 
 
-def out_dir_home(out_dir: Path, run_dir: Path) -> artifacts.RunPaths:
+def out_dir_home(out_dir: Path, run_dir: Path, *, write: bool = True) -> artifacts.RunPaths:
     """infer.py --out-dir as the home of a run's test outputs: run.json names the run; a folder that is another run
-    folder, or holds another run's test outputs, is refused (their outputs would mix)."""
+    folder, or holds another run's test outputs, is refused (their outputs would mix). write: whether to write
+    run.json when it is missing (process 0 of a multi-process launch does; the others only check)."""
     home, run_dir = artifacts.RunPaths(Path(out_dir)), Path(run_dir).resolve()
     if home.root.resolve() == run_dir:
         return home
@@ -155,7 +156,7 @@ def out_dir_home(out_dir: Path, run_dir: Path) -> artifacts.RunPaths:
         if linked.resolve() != run_dir:
             raise InputError(f"--out-dir {out_dir} holds test outputs of {linked} (see {home.run_link}): choose "
                              f"another folder for those of {run_dir}")
-    else:
+    elif write:
         artifacts.atomic_write_json(home.run_link, {"run_dir": str(run_dir)})
     return home
 

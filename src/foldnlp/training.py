@@ -16,15 +16,17 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from transformers import get_scheduler
 
 from foldnlp import training_guard
-from foldnlp.batching import TrainingSet, collate, epoch_batches
+from foldnlp.batching import TrainingSet, collate, epoch_batches, process_parts
 from foldnlp.config import TrainConfig
 from foldnlp.optimizers import make_optimizer
 from foldnlp.precision import resolve_precision
+from foldnlp.processes import Processes
 from foldnlp.progress import Progress, write
-from foldnlp.training_state import LoopPosition, load_state, save_state
+from foldnlp.training_state import LoopPosition, load_state, save_state, torch_rng_tensors
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ class FitResult:
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    """The Accelerator of a fit; in a multi-process launch (torchrun, accelerate launch) it starts the process group
+    (gloo on CPUs, NCCL on GPUs, one GPU per process) and fit() wraps the model in DDP."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve_precision(cfg.precision, device)
     accelerator = Accelerator(mixed_precision="no" if precision == "fp32" else precision,
@@ -96,34 +100,47 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
     loss_fn(model_outputs, batch) -> scalar loss; batch holds input_ids, attention_mask and the targets.
     save_best(unwrapped_model, evaluation) runs for every new best; the best payload is returned (None when the
     run resumed after its best evaluation: the caller re-evaluates the saved best checkpoint).
+    In a launch of several processes (accelerator.num_processes; see processes.py), cfg.batch_size is per process:
+    each step trains one global batch of batch_size × processes windows, split between them (batching.
+    process_parts); evaluate runs on every process and must give each the same score (inference.predict shares
+    the work and gathers every output to each, so that every process takes the same best and early-stopping
+    decisions); save_best and log_metrics run on process 0 only, the others waiting for save_best; the state is
+    written by process 0 (with every process's random generators) and read by all.
     state: where the resumable state is saved (every state.every_steps steps, at each evaluation and, when spike
     detection is on, at step 0), and whether to continue from it; a spike goes back to it (a temporary folder when
     None).
     on_evaluation(step, score) runs after every evaluation and its state save; what it raises (a search pruning
     the run) ends training and propagates, with the progress bar closed.
     """
-    rng = np.random.default_rng(seed)
-    first_epoch = epoch_batches(data, cfg.batch_size, np.random.default_rng(seed))
-    n_batches = len(first_epoch)
-    batches_per_process = math.ceil(n_batches / accelerator.num_processes)
-    steps_per_epoch = math.ceil(batches_per_process / cfg.grad_accum_steps)
+    processes = Processes(accelerator.process_index, accelerator.num_processes)
+    if not processes.is_main:  # one process tracks: the others' figures are the same
+        log_metrics = lambda metrics, step: None  # noqa: E731
+    global_batch = cfg.batch_size * processes.count
+    rng = np.random.default_rng(seed)  # the same on every process: they draw the same global batches
+    first_epoch = process_parts(epoch_batches(data, global_batch, np.random.default_rng(seed)), processes.index,
+                                processes.count)
+    steps_per_epoch = math.ceil(len(first_epoch) / cfg.grad_accum_steps)
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = max(1, round(steps_per_epoch / cfg.evals_per_epoch))
     optimizer = make_optimizer(param_groups(model, cfg, head_prefixes), cfg, accelerator.device)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=round(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
-    at = LoopPosition()
+    if processes.count > 1:  # the weights are process 0's now (DDP broadcast them): from here, each its own dropout
+        set_seed(seed, device_specific=True)
+    at = LoopPosition(processes=processes.count)
     if state is not None and state.resume:
         at = load_state(state.folder, model=accelerator.unwrap_model(model), optimizer=optimizer,
-                        scheduler=scheduler, scaler=accelerator.scaler)
+                        scheduler=scheduler, scaler=accelerator.scaler, process_index=processes.index)
         log.info("resumed from %s at step %d of %d (epoch %d, batch %d; best %s %s)", state.folder, at.step,
                  total_steps, at.epoch, at.batches_done, metric_name,
                  "none yet" if at.best_score is None else f"{at.best_score:.4f} at step {at.best_step}")
-    windows_per_epoch = sum(len(b) for b in first_epoch)
-    log.info("training on %d of %d windows per epoch, %d steps (%d per epoch), evaluating every %d steps, %s",
+    windows_per_epoch = sum(batch_windows for _, batch_windows in first_epoch)
+    on = "" if processes.count == 1 else (f", on {processes.count} processes ({cfg.batch_size} windows each, "
+                                          f"global batch {global_batch})")
+    log.info("training on %d of %d windows per epoch, %d steps (%d per epoch), evaluating every %d steps, %s%s",
              windows_per_epoch, len(data.input_ids), total_steps, steps_per_epoch, eval_every,
-             accelerator.mixed_precision)
+             accelerator.mixed_precision, on)
     best_payload = None
     started = time.perf_counter()
     # A spike goes back to the last saved state, so there must always be one: a fit without a state folder keeps
@@ -131,20 +148,27 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
     temporary = tempfile.TemporaryDirectory(prefix="foldnlp-state-") if state is None and cfg.spike_factor else None
     if temporary is not None:
         state = StateSaving(Path(temporary.name) / "state", provenance={}, every_steps=0)
+    # The state folder is shared by the processes of a launch (process 0 writes it, every process reads its own
+    # random generators back), except a temporary one: each process keeps its own, which may not be on a shared disk.
+    shared = temporary is None
+    state_index = processes.index if shared else 0  # whose random generators this process reads back
 
     def save_state_now() -> None:
         if state is None:
             return
-        if accelerator.is_main_process:
+        generators = processes.gather(torch_rng_tensors()) if shared else [torch_rng_tensors()]
+        if processes.is_main or not shared:
             snapshot = dataclasses.replace(at, elapsed_s=at.elapsed_s + time.perf_counter() - started)
             save_state(state.folder, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
-                       scaler=accelerator.scaler, position=snapshot, provenance=state.provenance)
-        accelerator.wait_for_everyone()
+                       scaler=accelerator.scaler, position=snapshot, provenance=state.provenance,
+                       rng_states=generators)
+        if shared:
+            processes.wait()
 
     if cfg.spike_factor and at.step == 0 and not at.batches_done:
         at.epoch_rng = rng.bit_generator.state  # what the first epoch's draw starts from, as the loop sets it
         save_state_now()
-    show = progress and accelerator.is_local_main_process
+    show = progress and processes.is_main
     bar = Progress(total_steps, "train", "step", enabled=show, initial=at.step)
     speed = _Speed()
     if accelerator.device.type == "cuda":
@@ -156,24 +180,26 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
             at.epoch_rng = rng.bit_generator.state
         else:  # resumed (or reverted) within this epoch: draw the same batches again, then skip those trained
             rng.bit_generator.state = at.epoch_rng
-        batches = epoch_batches(data, cfg.batch_size, rng)[accelerator.process_index :: accelerator.num_processes]
-        for batch_idx in batches[at.batches_done :]:
+        batches = process_parts(epoch_batches(data, global_batch, rng), processes.index, processes.count)
+        for batch_idx, batch_windows in batches[at.batches_done :]:
             where = [at.epoch, at.batches_done]  # the batch's place in the run, as skipped_batches holds them
             at.batches_done += 1
             if where in at.skipped_batches:
                 continue  # it caused a loss spike: never trained again
             batch = {k: v.to(accelerator.device) for k, v in collate(data, batch_idx, pad_id).items()}
             with accelerator.accumulate(model):
-                loss = _forward_backward(model, accelerator, batch, loss_fn)
+                weight = len(batch_idx) * processes.count / batch_windows  # 1 for equal parts (see _forward_backward)
+                loss = _forward_backward(model, accelerator, batch, loss_fn, weight)
                 verdict = training_guard.judge(loss, at.loss_avg, at.step, cfg)
                 if verdict == training_guard.SPIKE:
                     at = training_guard.revert(state.folder, at, loss=loss, batch=where, cfg=cfg, model=model,
-                                               optimizer=optimizer, scheduler=scheduler, accelerator=accelerator)
+                                               optimizer=optimizer, scheduler=scheduler, accelerator=accelerator,
+                                               process_index=state_index)
                     log_metrics({"guard/reverts": at.reverts, "guard/lr_scale": at.lr_scale}, at.step)
                     bar.rewind(at.step)
                     losses_finite = True
                     break  # to the restored epoch and batch
-                speed.trained(len(batch_idx) * accelerator.num_processes)
+                speed.trained(batch_windows)
                 losses_finite = losses_finite and verdict == training_guard.OK
                 if verdict == training_guard.OK:
                     at.loss_sum, at.loss_batches = at.loss_sum + loss, at.loss_batches + 1
@@ -199,7 +225,7 @@ def fit(model, data: TrainingSet, cfg: TrainConfig, *, accelerator: Accelerator,
                             "windows_per_s": round(speed.per_s(), 1)}
                 evaluation = _evaluate_and_keep(accelerator.unwrap_model(model), evaluate, save_best, at,
                                                 steps_per_epoch, metric_name, higher_is_better, interval,
-                                                accelerator.device, log_metrics)
+                                                accelerator.device, log_metrics, processes)
                 if evaluation is not None:
                     best_payload = evaluation.payload
                 model.train()
@@ -233,11 +259,17 @@ def _report_evaluation(on_evaluation: Callable[[int, float], None], step: int, s
         raise
 
 
-def _forward_backward(model, accelerator: Accelerator, batch: dict, loss_fn) -> float:
+def _forward_backward(model, accelerator: Accelerator, batch: dict, loss_fn, weight: float) -> float:
     """Forward and backward one batch (within accelerator.accumulate); returns its loss on the host, the mean over
-    processes when there are several, so that every process judges the same value."""
+    processes when there are several, so that every process judges the same value.
+
+    weight = this part's windows × processes / its global batch's windows (batching.process_parts) scales the part's
+    mean loss so that the mean over processes, which DDP's gradient averaging takes, is the global batch's mean
+    loss; 1 for equal parts, and always in one process."""
     outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     loss = loss_fn(outputs, batch)
+    if weight != 1.0:
+        loss = loss * weight
     accelerator.backward(loss)
     if accelerator.num_processes > 1:
         return accelerator.reduce(loss.detach(), reduction="mean").item()
@@ -306,9 +338,10 @@ def backbone_lr(optimizer, cfg: TrainConfig) -> float:
 
 
 def _evaluate_and_keep(model, evaluate, save_best, at: LoopPosition, steps_per_epoch: int, metric_name: str,
-                       higher_is_better: bool, interval: dict, device: torch.device,
-                       log_metrics) -> Evaluation | None:
+                       higher_is_better: bool, interval: dict, device: torch.device, log_metrics,
+                       processes: Processes) -> Evaluation | None:
     """Evaluate, save on a new best, log the outcome and update `at`; returns the evaluation if it is a new best.
+    Every process evaluates (and so decides alike); process 0 saves, and the others wait for the save.
 
     interval: the backbone's learning rate of the step just taken (lr), the training seconds so far (elapsed_s) and
     the windows trained per second since the previous evaluation (windows_per_s). The history entry holds them,
@@ -326,7 +359,9 @@ def _evaluate_and_keep(model, evaluate, save_best, at: LoopPosition, steps_per_e
     improved = at.best_score is None or (score > at.best_score if higher_is_better else score < at.best_score)
     previous = "" if at.best_score is None else f"{at.best_score:.4f} → "
     if improved:
-        save_best(model, evaluation)
+        if processes.is_main:
+            save_best(model, evaluation)
+        processes.wait()
         at.best_score, at.best_step, at.since_best = score, at.step, 0
     else:
         at.since_best += 1

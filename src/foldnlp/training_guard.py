@@ -57,10 +57,11 @@ def record_skipped_step(at: LoopPosition, *, cause: str, loss: float, batch: lis
 
 
 def revert(folder: Path, at: LoopPosition, *, loss: float, batch: list[int], cfg: TrainConfig, model, optimizer,
-           scheduler, accelerator) -> LoopPosition:
+           scheduler, accelerator, process_index: int = 0) -> LoopPosition:
     """Back to the training state saved in `folder` after a spike of `loss` on `batch` ([epoch, batch index]):
     weights, optimizer, schedule, RNGs and data position restored, the healing record of `at` kept, with one more
-    revert, that batch added to the skipped ones and the learning rates scaled. Returns the loop position to
+    revert, that batch added to the skipped ones and the learning rates scaled (process_index: whose random
+    generators to restore, as training_state.load_state). Returns the loop position to
     continue from; InputError once train.max_reverts reverts are spent."""
     step, ratio = at.step + 1, loss / at.loss_avg
     if at.reverts >= cfg.max_reverts:
@@ -69,7 +70,7 @@ def revert(folder: Path, at: LoopPosition, *, loss: float, batch: list[int], cfg
                          "lower train.lr, or raise train.spike_factor or train.max_reverts, then train the fold "
                          "again with --overwrite")
     saved = load_state(folder, model=accelerator.unwrap_model(model), optimizer=optimizer, scheduler=scheduler,
-                       scaler=accelerator.scaler)
+                       scaler=accelerator.scaler, process_index=process_index)
     # elapsed_s is what preceded this process (fit adds its own time), so it is the current one, not the saved one
     restored = dataclasses.replace(saved, events=at.events, nonfinite_steps=at.nonfinite_steps,
                                    reverts=at.reverts + 1, lr_scale=at.lr_scale * cfg.spike_lr_scale,

@@ -4,7 +4,8 @@ A state folder holds everything needed to continue a killed run as if it had nev
 
     model.safetensors      current weights (not the best ones: those are in fold<k>/model/)
     optimizer.safetensors  the optimizer's per-parameter tensors (AdamW moments and step counts)
-    rng.safetensors        torch's CPU (and CUDA) random generator states
+    rng.safetensors        torch's CPU (and CUDA) random generator states, of every process of a multi-process
+                           launch (each draws its own dropout), process 0's under plain names ("cpu", "cuda0")
     state.json             step, data-order position, best score, early-stopping counter, evaluation history,
                            the training loss summed since the last evaluation, the healing events (skipped
                            steps, reverts, learning-rate scale, batches to skip),
@@ -57,17 +58,25 @@ class LoopPosition:
     reverts: int = 0  # loss spikes sent back to a saved state
     lr_scale: float = 1.0  # every learning rate's factor after the reverts (train.spike_lr_scale per revert)
     skipped_batches: list[list[int]] = field(default_factory=list)  # [epoch, batch index] pairs never trained
+    # Processes of the launch that trained it: the global batch is train.batch_size × processes, so batches_done
+    # and skipped_batches mean the same batches only in a launch of as many processes.
+    processes: int = 1
 
 
-def save_state(folder: Path, *, model, optimizer, scheduler, scaler, position: LoopPosition,
-               provenance: dict) -> None:
-    """Write the state folder atomically (a kill leaves the previous state or this one, never a mix)."""
+def save_state(folder: Path, *, model, optimizer, scheduler, scaler, position: LoopPosition, provenance: dict,
+               rng_states: list[dict[str, torch.Tensor]] | None = None) -> None:
+    """Write the state folder atomically (a kill leaves the previous state or this one, never a mix).
+
+    rng_states: torch_rng_tensors() of every process of the launch, in process order (None: this process's)."""
 
     def fill(tmp: Path) -> None:
         save_model(model, str(tmp / "model.safetensors"))
         tensors, optimizer_json = _split_optimizer_state(optimizer.state_dict())
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        save_file(_torch_rng_tensors(), str(tmp / "rng.safetensors"))
+        generators = {f"{_process_prefix(index)}{name}": value
+                      for index, states in enumerate(rng_states or [torch_rng_tensors()])
+                      for name, value in states.items()}
+        save_file(generators, str(tmp / "rng.safetensors"))
         state = {"position": asdict(position), "optimizer": optimizer_json, "scheduler": scheduler.state_dict(),
                  "scaler": scaler.state_dict() if scaler is not None else None,
                  "python_rng": _python_rng_to_json(random.getstate()), "numpy_rng": _numpy_rng_to_json(),
@@ -87,10 +96,12 @@ def read_state_json(folder: Path) -> dict:
     return json.loads((folder / "state.json").read_text(encoding="utf-8"))
 
 
-def load_state(folder: Path, *, model, optimizer, scheduler, scaler) -> LoopPosition:
+def load_state(folder: Path, *, model, optimizer, scheduler, scaler, process_index: int = 0) -> LoopPosition:
     """Restore weights, optimizer, scheduler, scaler and every RNG from the folder; returns the loop position.
 
     Call after accelerator.prepare: the optimizer then moves the loaded moments to its parameters' device.
+    process_index: whose torch generators to restore (this process's, in a launch of as many processes as saved
+    the state: LoopPosition.processes); the other states are the same for every process.
     """
     state = read_state_json(folder)
     load_model(model, str(folder / "model.safetensors"), strict=True)
@@ -99,7 +110,7 @@ def load_state(folder: Path, *, model, optimizer, scheduler, scaler) -> LoopPosi
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state["scaler"] is not None:
         scaler.load_state_dict(state["scaler"])
-    _set_torch_rng(load_file(str(folder / "rng.safetensors")))
+    _set_torch_rng(load_file(str(folder / "rng.safetensors")), _process_prefix(process_index))
     random.setstate(_python_rng_from_json(state["python_rng"]))
     np.random.set_state(_numpy_rng_from_json(state["numpy_rng"]))
     return LoopPosition(**state["position"])
@@ -128,16 +139,23 @@ def _join_optimizer_state(tensors: dict[str, torch.Tensor], saved: dict) -> dict
     return {"state": state, "param_groups": groups}
 
 
-def _torch_rng_tensors() -> dict[str, torch.Tensor]:
+def torch_rng_tensors() -> dict[str, torch.Tensor]:
+    """This process's torch generator states: "cpu", and "cuda<i>" for each visible GPU."""
     tensors = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         tensors.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
     return tensors
 
 
-def _set_torch_rng(tensors: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(tensors["cpu"])
-    cuda = [tensors[f"cuda{i}"] for i in range(len(tensors) - 1)]
+def _process_prefix(index: int) -> str:
+    """How rng.safetensors names a process's generators: process 0's plainly (as states of one process always were),
+    process i's as "process<i>.cpu", ..."""
+    return "" if index == 0 else f"process{index}."
+
+
+def _set_torch_rng(tensors: dict[str, torch.Tensor], prefix: str) -> None:
+    torch.set_rng_state(tensors[f"{prefix}cpu"])
+    cuda = [tensors[f"{prefix}cuda{i}"] for i in range(sum(1 for name in tensors if name.startswith(f"{prefix}cuda")))]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
 

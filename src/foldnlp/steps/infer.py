@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -9,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 import foldnlp
-from foldnlp import artifacts, test_outputs
+from foldnlp import artifacts, processes, test_outputs
 from foldnlp.config import ExperimentConfig
 from foldnlp.errors import InputError
 from foldnlp.inference import predict
@@ -51,23 +51,27 @@ def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | Path | None
     serves a run folder one cannot or would rather not write into.
     The test set goes through in chunks of about chunk_chars text characters whose scores are streamed to disk,
     so memory stays bounded however many long texts there are.
+    In a launch of several processes (torchrun, accelerate launch; one GPU each) every process predicts its share of
+    each chunk's batches (inference.predict) and process 0 writes them all, in order; every process returns the
+    record.
     """
+    launch = processes.of_launch()
+    device = processes.device()
     run = open_run(run_dir, folds, overrides=overrides)
     test_csv, sample_csv = test_paths(run.cfg, test_csv, sample_csv)
     run_task = get_task(run.cfg)
     test, _ = run_task.read_test(test_csv, sample_csv)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         precision = resolve_precision(precision or run.cfg.inference.precision, device)
     except ValueError as err:
         raise InputError(f"precision {precision or run.cfg.inference.precision}: {err}") from err
     batch_size = batch_size or run.cfg.inference.batch_size
     chunk_chars = chunk_chars or run.cfg.inference.chunk_chars
-    home = run.paths if out_dir is None else test_outputs.out_dir_home(out_dir, run.paths.root)
+    home = run.paths if out_dir is None else test_outputs.out_dir_home(out_dir, run.paths.root, write=launch.is_main)
     settings = test_outputs.new_settings(
         run.paths.root, test_csv, sample_csv, run.cfg, load_run_config(run.paths), precision,
         ["features.max_len", "features.doc_stride", *run_task.inference_keys],
-        {"batch_size": batch_size, "chunk_chars": chunk_chars, "device": device.type,
+        {"batch_size": batch_size, "chunk_chars": chunk_chars, "device": device.type, "processes": launch.count,
          "foldnlp": foldnlp.__version__})
     key = settings["key"]
     # Every fold's checkpoint and settings (with the overrides) are checked on the whole test set before any model
@@ -89,8 +93,10 @@ def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | Path | None
 
         predictions, n_windows, seconds = [], 0, 0.0
         bar = Progress(len(test), f"fold {fold}", "example", enabled=progress)
-        with artifacts.ScoresWriter(home.test_scores(key, fold), test["id"], task.score_rows(test), task.unit,
-                                    task.channels, task.score_kind) as writer:
+        # Process 0 writes; the others only predict their share (ScoresWriter opens its file at once)
+        writer = artifacts.ScoresWriter(home.test_scores(key, fold), test["id"], task.score_rows(test), task.unit,
+                                        task.channels, task.score_kind) if launch.is_main else None
+        with writer or contextlib.nullcontext():
             for rows in chunks:
                 chunk = test.iloc[rows]
                 windows = windows_cache.get(windows_key)
@@ -101,21 +107,25 @@ def infer(run_dir: Path, *, folds: list[int] | None, test_csv: str | Path | None
                 started = time.perf_counter()
                 outputs = predict(model, windows.input_ids, pad_id=tokenizer.pad_token_id, batch_size=batch_size,
                                   precision=precision, outputs=task.outputs, desc=f"fold {fold}",
-                                  progress=progress and len(chunks) == 1)
+                                  progress=progress and len(chunks) == 1, processes=launch)
                 seconds += time.perf_counter() - started
                 n_windows += len(windows)
-                scores = task.to_scores(chunk, windows, outputs)
-                writer.write(scores)
-                predictions.append(task.decode(chunk, scores))
+                if writer is not None:
+                    scores = task.to_scores(chunk, windows, outputs)
+                    writer.write(scores)
+                    predictions.append(task.decode(chunk, scores))
                 bar.update(len(chunk))
                 bar.set_postfix(windows_per_s=f"{n_windows / max(seconds, 1e-9):.1f}")
         bar.close()
-        artifacts.atomic_write_csv(home.test_predictions(key, fold), pd.concat(predictions, ignore_index=True))
-        record = test_outputs.record_fold(home, settings, fold)
-        log.info("fold %d: %d windows of %d examples in %.1f s (%.1f windows/s, %s, max_len %d, stride %d); wrote %s",
-                 fold, n_windows, len(test), seconds, n_windows / max(seconds, 1e-9), precision,
-                 fold_cfg.features.max_len, fold_cfg.features.doc_stride, home.test_scores(key, fold))
-    return record
+        if launch.is_main:
+            artifacts.atomic_write_csv(home.test_predictions(key, fold), pd.concat(predictions, ignore_index=True))
+            test_outputs.record_fold(home, settings, fold)
+        log.info("fold %d: %d windows of %d examples in %.1f s (%.1f windows/s, %s, max_len %d, stride %d%s); wrote "
+                 "%s", fold, n_windows, len(test), seconds, n_windows / max(seconds, 1e-9), precision,
+                 fold_cfg.features.max_len, fold_cfg.features.doc_stride,
+                 "" if launch.count == 1 else f", {launch.count} processes", home.test_scores(key, fold))
+    launch.wait()  # the record is complete before any process reads it
+    return test_outputs.read_record(home, key)
 
 
 def chunk_rows(lengths: np.ndarray, max_chars: int) -> list[np.ndarray]:

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 from accelerate.utils import set_seed
 
-from foldnlp import artifacts, test_outputs
+from foldnlp import artifacts, processes, test_outputs
 from foldnlp.config import ExperimentConfig, dump_yaml, to_dict
 from foldnlp.errors import InputError
 from foldnlp.folds import read_folds
@@ -36,6 +36,9 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     (and returns a finished fold's metrics untouched), so one loop over all folds with resume picks up after a crash.
     on_evaluation(step, score) is called after each evaluation (training.fit); what it raises stops the fold there,
     unfinished (no metrics.json), and propagates.
+    In a launch of several processes (torchrun, accelerate launch) every process calls it: they train together
+    (DDP) and share each evaluation; process 0 alone deletes, writes and tracks, the others waiting for it where
+    they read (processes.py). train.batch_size is per process.
     """
     paths = artifacts.RunPaths.of(cfg.output_dir, cfg.name)
     task = get_task(cfg)
@@ -58,6 +61,9 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
             return finished
         raise InputError(f"fold {fold} of {paths.root} already finished ({paths.metrics(fold)}); "
                          "pass --overwrite to train it again")
+    # Made first: in a multi-process launch it starts the process group that the waits below use.
+    accelerator = make_accelerator(cfg.train)
+    launch = processes.of_launch()
     train, valid = split_fold(cfg, task, fold, fold_path)
     # Settings learnt from the data (classes, target scaling) are filled in here and saved with the weights; the
     # provenance above is of the config as given, so every fold of an experiment records the same one.
@@ -70,9 +76,13 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     # Settings that cannot cut these texts into windows fail here, before a saved state or a finished fold is
     # discarded (--overwrite) and before any model is loaded or any bar drawn.
     task.check_windows(tokenizer, pd.concat([train, valid], ignore_index=True))
-    resume = _check_saved_state(paths, fold, provenance, overwrite=overwrite, resume=resume)
+    if launch.is_main:  # a kill in the middle of a state save left its previous copy aside: put it back, once
+        artifacts.recover_dir(paths.training_state(fold))
+    launch.wait()
+    resume = _check_saved_state(paths, fold, provenance, launch.count, overwrite=overwrite, resume=resume)
     check_same_experiment(paths, fold, provenance)
-    if overwrite:  # the old fold's outputs must not outlive it half-replaced if this run is killed
+    if overwrite and launch.is_main:  # the old fold's outputs must not outlive it half-replaced if this run is killed
+        artifacts.remove_dir(paths.training_state(fold))
         paths.metrics(fold).unlink(missing_ok=True)
         test_outputs.forget_fold(paths, fold)
     by = cfg.folds.stratify_by  # the mix of the stratification column shows what external data added
@@ -83,21 +93,23 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
     train_windows = task.training_set(task.windows(tokenizer, train, with_targets=True))
     valid_windows = task.windows(tokenizer, valid, with_targets=False)
     model = task.load_model(cfg.model.name_or_path, cfg.model)
-    accelerator = make_accelerator(cfg.train)
-    artifacts.atomic_write_text(paths.config, dump_yaml(cfg))
+    if launch.is_main:
+        artifacts.atomic_write_text(paths.config, dump_yaml(cfg))
+    launch.wait()  # the discarded outputs are gone before any process goes on
 
-    def evaluate(model) -> Evaluation:
+    def evaluate(model) -> Evaluation:  # on every process: each predicts its share and decodes them all
         outputs = predict(model, valid_windows.input_ids, pad_id=tokenizer.pad_token_id,
                           batch_size=cfg.runtime.eval_batch_size, precision=_precision(accelerator),
-                          outputs=task.outputs, desc="eval", progress=progress)
+                          outputs=task.outputs, desc="eval", progress=progress, processes=launch)
         scores = task.to_scores(valid, valid_windows, outputs)
         predictions = task.decode(valid, scores)
         return Evaluation(task.score(valid, predictions), (scores, predictions))
 
-    def save_best(model, evaluation: Evaluation) -> None:
+    def save_best(model, evaluation: Evaluation) -> None:  # fit calls it on process 0 only
         save_checkpoint(paths.model_dir(fold), model, tokenizer, cfg)
 
-    tracker = Tracker(cfg.tracking.wandb, cfg.tracking.project, cfg.name, fold, to_dict(cfg), paths.fold_dir(fold))
+    tracker = Tracker(cfg.tracking.wandb if launch.is_main else "disabled", cfg.tracking.project, cfg.name, fold,
+                      to_dict(cfg), paths.fold_dir(fold))
     started = time.perf_counter()
     result = fit(model, train_windows, cfg.train, accelerator=accelerator, pad_id=tokenizer.pad_token_id,
                  loss_fn=task.loss, evaluate=evaluate, save_best=save_best, head_prefixes=task.head_prefixes,
@@ -107,7 +119,7 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
                  on_evaluation=on_evaluation)
     payload = result.best_payload
     if payload is None:  # resumed after the best evaluation: recompute its outputs from the saved checkpoint
-        best = evaluate(task.load_model(str(artifacts.checked_model_dir(paths.model_dir(fold)))))
+        best = evaluate(task.load_model(str(artifacts.checked_model_dir(paths.model_dir(fold)))).to(accelerator.device))
         if best.score != result.best_score:
             log.warning("fold %d: the saved best checkpoint scores %.6f, the run recorded %.6f", fold, best.score,
                         result.best_score)
@@ -120,29 +132,31 @@ def train_fold(cfg: ExperimentConfig, fold: int, *, overwrite: bool = False, res
                "train_windows": result.windows_per_epoch, "steps": result.steps,
                "steps_per_epoch": result.steps_per_epoch, "history": result.history,
                "nonfinite_steps": result.nonfinite_steps, "reverts": result.reverts, "lr_scale": result.lr_scale,
-               "events": result.events, "provenance": provenance}
-    scores, predictions = payload
-    artifacts.save_scores(paths.oof_scores(fold), scores)
-    artifacts.atomic_write_csv(paths.oof_predictions(fold), task.with_truth(valid, predictions))
-    artifacts.atomic_write_json(paths.metrics(fold), metrics)  # written last: marks the fold as finished
-    artifacts.remove_dir(paths.training_state(fold))
-    tracker.finish({f"best_{task.metric_name}": result.best_score, "best_step": result.best_step,  # the fold's CV
-                    "train_seconds": metrics["train_seconds"], "nonfinite_steps": result.nonfinite_steps,
-                    "reverts": result.reverts, "lr_scale": result.lr_scale})
+               "events": result.events, "processes": launch.count, "provenance": provenance}
+    if launch.is_main:
+        scores, predictions = payload
+        artifacts.save_scores(paths.oof_scores(fold), scores)
+        artifacts.atomic_write_csv(paths.oof_predictions(fold), task.with_truth(valid, predictions))
+        artifacts.atomic_write_json(paths.metrics(fold), metrics)  # written last: marks the fold as finished
+        artifacts.remove_dir(paths.training_state(fold))
+        tracker.finish({f"best_{task.metric_name}": result.best_score, "best_step": result.best_step,  # fold's CV
+                        "train_seconds": metrics["train_seconds"], "nonfinite_steps": result.nonfinite_steps,
+                        "reverts": result.reverts, "lr_scale": result.lr_scale})
+    launch.wait()  # every process returns once the fold is finished on disk
     return metrics  # the summary line is train_fold.py's to print, once
 
 
-def _check_saved_state(paths: artifacts.RunPaths, fold: int, provenance: dict, *, overwrite: bool,
-                       resume: bool) -> bool:
-    """Whether to resume: a saved state of an unfinished run is continued only on request, and only when it
-    belongs to this config and data; overwrite discards it."""
+def _check_saved_state(paths: artifacts.RunPaths, fold: int, provenance: dict, n_processes: int, *,
+                       overwrite: bool, resume: bool) -> bool:
+    """Whether to resume: a saved state of an unfinished run is continued only on request, only when it belongs to
+    this config and data, and only in a launch of as many processes as saved it (the global batch is
+    train.batch_size × processes); overwrite discards it (the caller deletes it)."""
     folder = paths.training_state(fold)
-    if not artifacts.recover_dir(folder).exists():
+    if not folder.exists():
         if resume:
             log.info("fold %d: no saved training state in %s; starting from the beginning", fold, folder)
         return False
     if overwrite:
-        artifacts.remove_dir(folder)
         return False
     saved = read_state_json(folder)
     step = saved["position"]["step"]
@@ -153,6 +167,12 @@ def _check_saved_state(paths: artifacts.RunPaths, fold: int, provenance: dict, *
     if why:
         raise InputError(f"cannot resume fold {fold} from {folder}: it was saved by a different run ({why}); "
                          "pass --overwrite to start again")
+    saved_processes = saved["position"].get("processes", 1)
+    if saved_processes != n_processes:
+        raise InputError(f"cannot resume fold {fold} from {folder}: it was saved by a launch of {saved_processes} "
+                         f"process(es), this one has {n_processes} (the global batch is train.batch_size × "
+                         f"processes): launch it with {saved_processes} (torchrun --nproc_per_node "
+                         f"{saved_processes}), or pass --overwrite to start again")
     return True
 
 
