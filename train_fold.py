@@ -43,7 +43,6 @@ def main(argv=None) -> int:
     return cli.run(run, p, argv)
 
 
-
 def _probe(cfg) -> int:
     from foldnlp.steps.probe_batch import probe_batch_size
 
