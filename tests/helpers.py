@@ -9,6 +9,9 @@ import json
 import logging
 import os
 import random
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +125,30 @@ def parser_of(main, monkeypatch):
 def unexplained_flags(parser) -> list:
     """The parser's arguments whose help is empty."""
     return [a.option_strings or a.dest for a in parser._actions if not (a.help or "").strip()]
+
+
+def stop_at_step(args: list[str], env: dict, state_json: Path, step: int, rng: random.Random, *,
+                 stop_signal: int = signal.SIGKILL) -> None:
+    """Start args (a training command, run with --quiet), and send it stop_signal at a random moment after its saved
+    training state reaches `step` (maybe mid-save). SIGKILL: a crash; SIGTERM to a launcher: a cluster's preemption,
+    which torchrun passes on to its processes. The command runs in a session of its own, so whatever is left of it
+    at the end is killed with its whole process group."""
+    # --quiet: a pipe left unread would fill with progress bars and stall the run
+    proc = subprocess.Popen([*args, "--quiet"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if json.loads(state_json.read_text())["position"]["step"] >= step:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass  # not written yet
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.05))
+        assert proc.poll() is None, f"the run ended before step {step}:\n{proc.stderr.read()[-3000:]}"
+        proc.send_signal(stop_signal)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -17,9 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,6 +39,7 @@ from helpers import (
     run_cli,
     sets,
     small_external_squad,
+    stop_at_step,
     tiny_settings,
 )
 
@@ -77,30 +76,6 @@ def launch(launcher: list[str], script: str, *argv) -> subprocess.CompletedProce
                           timeout=600)
 
 
-def terminate_at_step(args: list[str], state_json: Path, step: int, rng: random.Random) -> None:
-    """Start a launch and stop it at a random moment after its saved state reaches `step` (maybe mid-save), by
-    SIGTERM to the launcher, as a cluster's preemption sends it: torchrun passes it on to the processes, which die
-    where they are (Python's default for SIGTERM)."""
-    proc = subprocess.Popen([*args, "--quiet"], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if json.loads(state_json.read_text())["position"]["step"] >= step:
-                    break
-            except (OSError, ValueError, KeyError):
-                pass  # not written yet
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, 0.05))
-        assert proc.poll() is None, f"the launch ended before step {step}:\n{proc.stderr.read()[-3000:]}"
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="module")
 def runs(tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
@@ -120,7 +95,8 @@ def runs(tiny_model_dir, tmp_path_factory):
     stop = rng.randint(1, total - 2)
     ddp = settings("ddp", 2)
     state_json = artifacts.RunPaths(tmp / "outputs" / "ddp").training_state(0) / "state.json"
-    terminate_at_step([*accelerate_launch(), "train_fold.py", *sets(ddp), "--fold", "0"], state_json, stop, rng)
+    stop_at_step([*accelerate_launch(), "train_fold.py", *sets(ddp), "--fold", "0"], ENV, state_json, stop, rng,
+                 stop_signal=signal.SIGTERM)
     stopped_at = json.loads(state_json.read_text())["position"]["step"]
     refusal = ""
     try:  # one process cannot go on with what two saved

@@ -10,10 +10,8 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ from foldnlp.errors import InputError
 from foldnlp.provenance import mismatch, training_config
 from foldnlp.steps.ensemble import ensemble, oof_coverage_problem
 from foldnlp.steps.train_fold import train_fold
-from helpers import ROOT, SAMPLE_CSV, TEST_CSV, kill_seed, latest_test_outputs, sets
+from helpers import ROOT, SAMPLE_CSV, TEST_CSV, kill_seed, latest_test_outputs, sets, stop_at_step
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1",
        "OMP_NUM_THREADS": str(__import__("torch").get_num_threads())}  # the same threads as the in-process runs
@@ -35,29 +33,6 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONUNB
 
 def train_command(settings: list[str], *extra) -> list[str]:
     return [sys.executable, "train_fold.py", *sets(settings), *map(str, extra)]
-
-
-def kill_at_step(args: list[str], state_json: Path, step: int, rng: random.Random) -> None:
-    """Start args, SIGKILL it at a random moment after its saved state reaches `step` (maybe mid-save)."""
-    # --quiet: a pipe left unread would fill with progress bars and stall the run
-    proc = subprocess.Popen(args + ["--quiet"], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if json.loads(state_json.read_text())["position"]["step"] >= step:
-                    break
-            except (OSError, ValueError, KeyError):
-                pass  # not written yet
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, 0.05))
-        assert proc.poll() is None, f"the run ended before step {step}:\n{proc.stderr.read()[-3000:]}"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +47,14 @@ def runs(trained_run):
     second = rng.randint(first + 1, total - 2)
     c = trained_run.settings("c")
     state_json = artifacts.RunPaths(tmp / "outputs" / "c").training_state(0) / "state.json"
-    kill_at_step(train_command(c, "--fold", 0), state_json, first, rng)
+    stop_at_step(train_command(c, "--fold", 0), ENV, state_json, first, rng)
     killed_state = json.loads(state_json.read_text())["position"]["step"]
     refusal = ""
     try:
         train_fold(load_config(None, c), 0, progress=False)  # no --resume: refused, state kept
     except InputError as err:
         refusal = str(err)
-    kill_at_step(train_command(c, "--fold", 0, "--resume"), state_json, second, rng)
+    stop_at_step(train_command(c, "--fold", 0, "--resume"), ENV, state_json, second, rng)
     resumed = subprocess.run(train_command(c, "--fold", 0, "--resume"), cwd=ROOT, env=ENV,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-4000:]

@@ -45,6 +45,18 @@ def assign_folds(frame: pd.DataFrame, n_folds: int, seed: int, stratify_by: str 
     return pd.DataFrame({"id": frame["id"].to_numpy(), "fold": fold})
 
 
+def chosen_folds(n_folds: int, folds: list[int] | None) -> list[int]:
+    """The folds a command was given (--folds), checked against folds.n_folds: each once, in range; None: all."""
+    every = list(range(n_folds))
+    if folds is None:
+        return every
+    wrong = [k for k in folds if k not in every]
+    if wrong or len(set(folds)) < len(folds) or not folds:
+        raise InputError(f"--folds {' '.join(map(str, folds))}: each fold once, from {every[0]} to {every[-1]} "
+                         f"(folds.n_folds is {n_folds})")
+    return list(folds)
+
+
 def read_folds(path, ids) -> pd.Series:
     """Fold per id (index=id, in the order of ids) from a CSV with columns id, fold; its ids must equal ids."""
     table = read_text_csv(path)

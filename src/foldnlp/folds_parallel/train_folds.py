@@ -12,6 +12,7 @@ from pathlib import Path
 from foldnlp import artifacts, test_outputs
 from foldnlp.config import ExperimentConfig, load_config
 from foldnlp.errors import InputError
+from foldnlp.folds import chosen_folds
 from foldnlp.folds_parallel import launcher
 from foldnlp.folds_parallel.devices import Slot, slot_environment, threads_per_process
 from foldnlp.folds_parallel.scheduler import Ended, Interrupted, run_queue
@@ -36,7 +37,7 @@ def train_folds(config: Path, overrides: list[str], slots: list[Slot], *, folds:
     if overwrite and resume:
         raise InputError("--overwrite and --resume contradict each other: pick one")
     cfg = load_config(config, overrides)
-    folds = _folds(cfg, folds)
+    folds = chosen_folds(cfg.folds.n_folds, folds)
     fold_path = artifacts.fold_file(cfg.folds.folds_dir, cfg.folds.scheme)
     if not fold_path.is_file():
         raise InputError(f"fold file {fold_path} does not exist: run `python make_folds.py` with this config first")
@@ -115,17 +116,6 @@ def _outcome(paths: artifacts.RunPaths, ended: Ended) -> tuple[str, bool]:
         return f"fold {fold}: failed ({why}) after {ended.seconds:.0f} s: {last or '(no output)'}; log: {log}", False
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     return f"fold {fold}: finished in {ended.seconds:.0f} s, {_best(metrics)}", True
-
-
-def _folds(cfg: ExperimentConfig, folds: list[int] | None) -> list[int]:
-    every = list(range(cfg.folds.n_folds))
-    if folds is None:
-        return every
-    wrong = [k for k in folds if k not in every]
-    if wrong or len(set(folds)) < len(folds) or not folds:
-        raise InputError(f"--folds {' '.join(map(str, folds))}: each fold once, from {every[0]} to {every[-1]} "
-                         f"(folds.n_folds is {cfg.folds.n_folds})")
-    return list(folds)
 
 
 def _check_nothing_started(paths: artifacts.RunPaths, folds: list[int]) -> None:

@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from foldnlp import artifacts
 from foldnlp.config import dump_yaml, load_config
 from foldnlp.errors import InputError
+from foldnlp.folds import chosen_folds
 from foldnlp.provenance import config_sha256, differences, training_config
 from foldnlp.search.space import SearchSpace, describe, read_space
 from foldnlp.search.trial import RUN_DIR_ATTR, Experiment, TrialSettingsError, read_record, run_trial
@@ -62,7 +63,7 @@ def run_search(config: Path | None, space_path: Path, n_trials: int, *, folds: l
     then summarise it and write the best settings as a config."""
     base = load_config(config, overrides)
     task = get_task(base)
-    folds = _folds(base, folds)
+    folds = chosen_folds(base.folds.n_folds, folds)
     fold_path = artifacts.fold_file(base.folds.folds_dir, base.folds.scheme)
     if not fold_path.is_file():
         raise InputError(f"fold file {fold_path} does not exist: run `python make_folds.py` with this config first")
@@ -132,17 +133,6 @@ def _write_best_config(study: optuna.Study, space: SearchSpace, config: Path | N
     path = experiment_dir.best_config
     artifacts.atomic_write_text(path, header + dump_yaml(cfg))
     return path
-
-
-def _folds(base, folds: list[int] | None) -> list[int]:
-    every = list(range(base.folds.n_folds))
-    if folds is None:
-        return every
-    wrong = [k for k in folds if k not in every]
-    if wrong or len(set(folds)) < len(folds) or not folds:
-        raise InputError(f"--folds {' '.join(map(str, folds))}: each fold once, from {every[0]} to {every[-1]} "
-                         f"(folds.n_folds is {base.folds.n_folds})")
-    return list(folds)
 
 
 def _check_same_search(study: optuna.Study, base, folds: list[int], url: str) -> None:
