@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from datetime import datetime
@@ -49,7 +50,14 @@ def start(command: list[str], environment: dict[str, str], log: Path, *, fresh: 
         handle.flush()
         return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
                                 env={**os.environ, **environment, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"},
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """In the fold's process, before its command starts: SIGINT back to its default action. A command started in
+    the background by a non-interactive shell (`nohup ... &`, a CI job) inherits SIGINT ignored, and Python then
+    never raises KeyboardInterrupt: a stopped fold would not stop (nor save its state) until killed."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def last_line(log: Path) -> str:
